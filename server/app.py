@@ -1,0 +1,116 @@
+"""The application factory. `app = create_app()` is the only import-time side effect."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from prometheus_client import make_asgi_app
+from sqlalchemy import text
+
+from server import errors, migrate
+from server.auth.router import router as keys_router
+from server.auth.service import Authenticator
+from server.cache import create_cache
+from server.db import create_engine, create_sessionmaker
+from server.deps import AppState
+from server.health import router as health_router
+from server.chat.service import ChatService
+from server.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from server.openai.router import router as openai_router
+from server.profiles.router import router as users_router
+from server.profiles.service import ProfileService
+from server.ratelimit import RateLimiter
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.backends.base import ChatBackend
+
+logger = logging.getLogger("server")
+
+
+async def _check_schema(state: AppState) -> None:
+    """Production never migrates implicitly, so say clearly when it has not been migrated."""
+    head = migrate.head_revision()
+    try:
+        async with state.engine.connect() as connection:
+            current = (
+                await connection.execute(text("SELECT version_num FROM alembic_version"))
+            ).scalar()
+    except Exception as exc:
+        raise RuntimeError(
+            f"The database is not migrated ({exc.__class__.__name__}); run `rlpa db upgrade`."
+        ) from exc
+    if current != head:
+        raise RuntimeError(
+            f"Database is at revision {current}, code expects {head}: run `rlpa db upgrade`."
+        )
+
+
+def create_app(settings: Settings | None = None, backend: ChatBackend | None = None) -> FastAPI:
+    """Build the gateway. Tests pass explicit settings and may pass a ready backend."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        cache = create_cache(
+            settings.redis_url, settings.redis_key_prefix, settings.cache_ttl_s, settings.cache_size
+        )
+        state = AppState(
+            settings=settings,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            cache=cache,
+            profiles=ProfileService(sessionmaker, cache),
+            auth=Authenticator(sessionmaker),
+            limiter=RateLimiter(
+                settings.rate_limit_per_minute, settings.redis_url, settings.redis_key_prefix
+            ),
+        )
+        app.state.rlpa = state
+        try:
+            if settings.should_auto_migrate:
+                await migrate.upgrade_engine(engine)
+            await _check_schema(state)
+            await state.auth.bootstrap(settings)
+            await _start_chat(state, backend)
+            yield
+        finally:
+            if state.chat is not None:
+                await state.chat.aclose()
+            if state.backend is not None and state.backend is not backend:
+                await state.backend.aclose()
+            await state.limiter.aclose()
+            await cache.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="rlpa",
+        version="0.1.0",
+        description="OpenAI-compatible chat that learns who it talks to (RLPA).",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health_router)
+    app.include_router(users_router)
+    app.include_router(keys_router)
+    app.include_router(openai_router)
+    app.mount("/metrics", make_asgi_app())
+    return app
+
+
+async def _start_chat(state: AppState, backend: ChatBackend | None) -> None:
+    if backend is None:
+        from server.backends import create_backend
+
+        backend = create_backend(state.settings)
+        await backend.start()
+    state.backend = backend
+    state.chat = ChatService(backend, state.profiles)

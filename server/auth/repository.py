@@ -1,0 +1,58 @@
+"""All SQL for tenants and API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.auth.models import ApiKey, Tenant
+from server.db import utcnow
+
+
+async def ensure_tenant(session: AsyncSession, name: str) -> Tenant:
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(Tenant)
+        .values(name=name, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    tenant = await session.scalar(select(Tenant).where(Tenant.name == name))
+    assert tenant is not None
+    return tenant
+
+
+async def get_tenant(session: AsyncSession, tenant_id: int) -> Tenant | None:
+    return await session.get(Tenant, tenant_id)
+
+
+async def get_key_by_hash(session: AsyncSession, secret_hash: str) -> ApiKey | None:
+    return await session.scalar(select(ApiKey).where(ApiKey.secret_hash == secret_hash))
+
+
+async def add_key(session: AsyncSession, key: ApiKey) -> ApiKey:
+    session.add(key)
+    await session.flush()
+    return key
+
+
+async def list_keys(session: AsyncSession, tenant_id: int | None) -> Sequence[ApiKey]:
+    stmt = select(ApiKey).order_by(ApiKey.id)
+    if tenant_id is not None:
+        stmt = stmt.where(ApiKey.tenant_id == tenant_id)
+    return (await session.scalars(stmt)).all()
+
+
+async def revoke_key(session: AsyncSession, key_id: int, tenant_id: int | None) -> bool:
+    stmt = update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+    if tenant_id is not None:
+        stmt = stmt.where(ApiKey.tenant_id == tenant_id)
+    result = await session.execute(stmt.values(revoked_at=utcnow()))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def count_active_keys(session: AsyncSession) -> int:
+    rows = await session.scalars(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1))
+    return len(rows.all())

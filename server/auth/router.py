@@ -1,0 +1,40 @@
+"""Admin routes for API keys, confined to the caller's tenant."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from server.auth import repository, service
+from server.auth import schemas as s
+from server.db import transaction
+from server.deps import AdminDep, StateDep
+from server.errors import PermissionDeniedError
+
+router = APIRouter(prefix="/admin/keys", tags=["admin: keys"])
+
+
+@router.post("", response_model=s.KeyCreated, status_code=201)
+async def create_key(body: s.KeyCreate, principal: AdminDep, state: StateDep) -> s.KeyCreated:
+    if principal.bound_user is not None:
+        raise PermissionDeniedError("A key bound to one user cannot create keys.")
+    async with transaction(state.sessionmaker) as session:
+        tenant = await repository.get_tenant(session, principal.tenant_id)
+        assert tenant is not None
+        created = await service.create_key(session, tenant, body)
+    state.auth.forget()
+    return created
+
+
+@router.get("", response_model=s.KeyList)
+async def list_keys(principal: AdminDep, state: StateDep) -> s.KeyList:
+    async with transaction(state.sessionmaker) as session:
+        keys = await repository.list_keys(session, principal.tenant_id)
+    return s.KeyList(data=[service.key_read(k, principal.tenant_name) for k in keys])
+
+
+@router.delete("/{key_id}", status_code=204)
+async def revoke_key(key_id: int, principal: AdminDep, state: StateDep) -> Response:
+    if principal.bound_user is not None:
+        raise PermissionDeniedError("A key bound to one user cannot revoke keys.")
+    await state.auth.revoke(key_id, principal.tenant_id)
+    return Response(status_code=204)

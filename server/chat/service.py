@@ -1,0 +1,231 @@
+"""One chat turn: identity -> stored profile -> RLPA prompt -> backend -> splitter -> persist.
+
+The visible reply streams as the model writes it; the profile block is held back. The new
+profile is written when the turn ends well, or in the background when the client disconnects
+after the block was complete; a turn that fails at the backend writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from server import metrics, rlpa
+from server.auth.service import Principal, validate_user
+from server.backends.base import ChatBackend, Finish, SamplingParams
+from server.errors import BadRequestError, NotFoundError
+from server.openai import protocol as p
+from server.profiles.service import ProfileService, ProfileState
+
+logger = logging.getLogger(__name__)
+
+# Fields the gateway cannot relay whatever the backend: their results would be lost.
+_NEVER_RELAYED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs")
+_MODELS_TTL_S = 30.0
+
+
+@dataclass
+class Turn:
+    request_id: str
+    model: str
+    tenant_id: int
+    user: str | None
+    stored: ProfileState | None
+    remember: bool  # read and write the stored profile
+    messages: list[dict[str, str]]
+    params: SamplingParams
+    n: int
+    include_usage: bool
+    return_profile: bool
+    started: float = field(default_factory=time.monotonic)
+    inferred: list[str] | None = None  # choice 0's completed profile block
+    profile: list[str] | None = None  # the same, until it has been persisted
+    version: int = 0
+
+
+@dataclass
+class ChoiceResult:
+    text: str
+    finish: Finish | None
+
+
+class ChatService:
+    def __init__(self, backend: ChatBackend, profiles: ProfileService) -> None:
+        self.backend = backend
+        self.profiles = profiles
+        self._background: set[asyncio.Task[Any]] = set()
+        self._models: tuple[float, list[str]] = (0.0, [])
+
+    async def models(self) -> list[str]:
+        fetched_at, names = self._models
+        if time.monotonic() - fetched_at > _MODELS_TTL_S or not names:
+            names = await self.backend.list_models()
+            self._models = (time.monotonic(), names)
+        return names
+
+    async def prepare(
+        self, body: p.ChatCompletionRequest, principal: Principal, request_id: str
+    ) -> Turn:
+        if body.model not in await self.models():
+            raise NotFoundError(
+                f"The model '{body.model}' does not exist.", param="model", code="model_not_found"
+            )
+        params = self._params(body)
+        user = principal.bound_user or body.user
+        if user is not None:
+            validate_user(user)
+        stored: ProfileState | None = None
+        remember = user is not None and body.rlpa.mode == "on"
+        if remember and user is not None:
+            stored = await self.profiles.get_state(principal.tenant_id, user)
+            if stored is not None and not stored.personalization:
+                remember, stored = False, None
+                plain = True
+            else:
+                plain = False
+        else:
+            plain = False
+        history = [{"role": m.role, "content": m.text()} for m in body.messages]
+        if plain:  # personalization off: ordinary chat, the client's messages as sent
+            messages = [
+                {"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]}
+                for m in history
+            ]
+        else:
+            messages = rlpa.build_messages(history, stored.traits if stored else None)
+        return Turn(
+            request_id=request_id,
+            model=body.model,
+            tenant_id=principal.tenant_id,
+            user=user,
+            stored=stored,
+            remember=remember,
+            messages=messages,
+            params=params,
+            n=body.n,
+            include_usage=bool(body.stream_options and body.stream_options.include_usage),
+            return_profile=body.rlpa.return_profile,
+            version=stored.version if stored else 0,
+        )
+
+    def _params(self, body: p.ChatCompletionRequest) -> SamplingParams:
+        for name in _NEVER_RELAYED:
+            if getattr(body, name) not in (None, False, []):
+                raise BadRequestError(
+                    f"'{name}' is not supported by this gateway: its results cannot be relayed "
+                    "through the profile-aware reply.",
+                    param=name,
+                    code="unsupported_parameter",
+                )
+        supported = self.backend.supported_extras()
+        extra: dict[str, Any] = {}
+        fmt = body.response_format
+        if fmt is not None and fmt.get("type") != "text":
+            extra["response_format"] = fmt
+        if body.logit_bias:
+            extra["logit_bias"] = body.logit_bias
+        for name in extra:
+            if name not in supported:
+                raise BadRequestError(
+                    f"'{name}' is not supported by the configured backend.",
+                    param=name,
+                    code="unsupported_parameter",
+                )
+        for name, value in (body.model_extra or {}).items():
+            if name in supported:
+                extra[name] = value
+            else:
+                logger.info("ignoring unknown request field %r", name)
+        return SamplingParams(
+            max_tokens=body.max_completion_tokens or body.max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            stop=body.stop_list(),
+            seed=body.seed,
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+            extra=extra,
+        )
+
+    def _choice_params(self, turn: Turn, index: int) -> SamplingParams:
+        if index == 0 or turn.params.seed is None:
+            return turn.params
+        # Distinct but reproducible choices when the client fixed a seed.
+        return SamplingParams(**{**turn.params.__dict__, "seed": turn.params.seed + index})
+
+    async def choice(self, turn: Turn, index: int) -> AsyncIterator[str | Finish]:
+        """Visible text deltas of one choice, then its Finish."""
+        splitter = rlpa.StreamSplitter()
+        params = self._choice_params(turn, index)
+        try:
+            async for event in self.backend.stream(turn.model, turn.messages, params):
+                if isinstance(event, Finish):
+                    tail = splitter.finish()
+                    if tail.profile is not None and index == 0:
+                        turn.inferred = turn.profile = tail.profile
+                    if tail.text:
+                        yield tail.text
+                    if not splitter.format_ok:
+                        metrics.FORMAT_FAILURES.inc()
+                    yield event
+                    return
+                step = splitter.feed(event.text)
+                if step.profile is not None and index == 0:
+                    turn.inferred = turn.profile = step.profile
+                if step.text:
+                    yield step.text
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client went away. A profile block it already completed is still kept.
+            self._in_background(self.persist(turn))
+            raise
+
+    def _in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def persist(self, turn: Turn) -> None:
+        """Store choice 0's profile as a new version if it changed. Idempotent per turn."""
+        if not turn.remember or turn.user is None or turn.profile is None:
+            return
+        traits, turn.profile = turn.profile, None
+        if turn.stored is not None and traits == turn.stored.traits:
+            return
+        try:
+            written = await self.profiles.append(
+                turn.tenant_id,
+                turn.user,
+                traits,
+                source="model",
+                model_name=turn.model,
+                request_id=turn.request_id,
+            )
+        except Exception:
+            logger.exception("could not store the profile for request %s", turn.request_id)
+            return
+        turn.version = written.version
+        turn.stored = ProfileState(written.version, traits, True, "model", written.updated_at)
+
+    async def finish_turn(self, turn: Turn) -> None:
+        """After the last choice: store the profile (shielded from a disconnect) and note the
+        user was seen."""
+        await asyncio.shield(asyncio.ensure_future(self.persist(turn)))
+        if turn.remember and turn.user is not None:
+            self._in_background(self.profiles.touch(turn.tenant_id, turn.user))
+
+    def rlpa_block(self, turn: Turn) -> p.RLPAProfile | None:
+        if not turn.return_profile:
+            return None
+        if turn.remember:
+            traits = turn.stored.traits if turn.stored else []
+        else:  # a temporary chat: what the model inferred, stored nowhere
+            traits = turn.inferred or []
+        return p.RLPAProfile(profile=traits, version=turn.version)
+
+    async def aclose(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

@@ -1,0 +1,110 @@
+"""`rlpa` command line: serve, db, keys (training commands join under `rlpa train`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from server.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = Settings(**overrides)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from server import migrate
+
+    url = Settings().database_url
+    if args.db_command == "upgrade":
+        migrate.upgrade(url, args.revision)
+    else:
+        migrate.downgrade(url, args.revision)
+    print(f"database {args.db_command}d to {args.revision}")
+    return 0
+
+
+async def _keys_async(args: argparse.Namespace) -> int:
+    from server.auth import repository, service
+    from server.auth import schemas as s
+    from server.db import create_engine, create_sessionmaker, transaction
+
+    engine = create_engine(Settings())
+    try:
+        async with transaction(create_sessionmaker(engine)) as session:
+            if args.keys_command == "create":
+                tenant = await repository.ensure_tenant(session, args.tenant)
+                scopes = [x.strip() for x in args.scopes.split(",") if x.strip()]
+                body = s.KeyCreate(name=args.name, scopes=scopes, user=args.user)
+                created = await service.create_key(session, tenant, body)
+                print(json.dumps(created.model_dump(mode="json"), indent=2))
+                print("Store the key now: it is not shown again.", file=sys.stderr)
+            elif args.keys_command == "list":
+                tenant_id = None
+                if args.tenant:
+                    tenant_id = (await repository.ensure_tenant(session, args.tenant)).id
+                for key in await repository.list_keys(session, tenant_id):
+                    owner = await repository.get_tenant(session, key.tenant_id)
+                    row = service.key_read(key, owner.name if owner else "?")
+                    print(json.dumps(row.model_dump(mode="json")))
+            elif not await repository.revoke_key(session, args.key_id, None):
+                print(f"no active key {args.key_id}", file=sys.stderr)
+                return 1
+            else:
+                print(f"revoked key {args.key_id}")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlpa", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway (settings from RLPA_* / .env)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_serve)
+
+    db = sub.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply migrations (default: to head)")
+    up.add_argument("revision", nargs="?", default="head")
+    down = db_sub.add_parser("downgrade", help="revert migrations to a revision (e.g. base)")
+    down.add_argument("revision")
+    db.set_defaults(func=_db)
+
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print its secret once")
+    create.add_argument("--tenant", default="default")
+    create.add_argument("--scopes", default="chat", help="comma-separated: chat,admin")
+    create.add_argument("--user", help="bind the key to one end user")
+    create.add_argument("--name", default="")
+    listing = keys_sub.add_parser("list", help="list keys (prefixes only)")
+    listing.add_argument("--tenant")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id", type=int)
+    keys.set_defaults(func=lambda a: asyncio.run(_keys_async(a)))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""FastAPI dependencies as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from server.auth.service import Authenticator, Principal, validate_user
+from server.cache import ProfileCache
+from server.errors import NotFoundError, PermissionDeniedError
+from server.profiles.service import ProfileService
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.backends.base import ChatBackend
+    from server.chat.service import ChatService
+    from server.ratelimit import RateLimiter
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    cache: ProfileCache
+    profiles: ProfileService
+    auth: Authenticator
+    limiter: RateLimiter
+    backend: ChatBackend | None = None
+    chat: ChatService | None = None
+    extra: dict[str, Any] | None = None
+
+
+def get_app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.rlpa
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_app_state)]
+_bearer = HTTPBearer(auto_error=False, description="An rlpa API key.")
+
+
+async def get_principal(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    principal = await state.auth.authenticate(credentials.credentials if credentials else None)
+    await state.limiter.check(principal)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def _require(scope: str) -> Any:
+    def check(principal: PrincipalDep) -> Principal:
+        if scope not in principal.scopes:
+            raise PermissionDeniedError(f"This API key lacks the '{scope}' scope.")
+        return principal
+
+    return check
+
+
+AdminDep = Annotated[Principal, Depends(_require("admin"))]
+ChatPrincipalDep = Annotated[Principal, Depends(_require("chat"))]
+
+
+def admin_user(user: str, principal: AdminDep) -> str:
+    """The `{user}` path parameter, checked and confined to a user-bound key's own user."""
+    validate_user(user)
+    if principal.bound_user is not None and principal.bound_user != user:
+        raise NotFoundError(f"No user '{user}'.", param="user", code="user_not_found")
+    return user
+
+
+UserDep = Annotated[str, Depends(admin_user)]
+
+
+def get_profiles(state: StateDep) -> ProfileService:
+    return state.profiles
+
+
+ProfilesDep = Annotated[ProfileService, Depends(get_profiles)]

@@ -1,0 +1,77 @@
+"""OpenAI-compatible routes: /v1/chat/completions and /v1/models."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from server.chat import respond
+from server.chat.service import ChatService
+from server.deps import ChatPrincipalDep, StateDep
+from server.errors import NotFoundError, UpstreamError
+from server.openai import protocol as p
+from server.openai import sse
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+_errors: dict[int | str, dict[str, Any]] = {
+    status: {"model": p.ErrorResponse, "description": text}
+    for status, text in (
+        (400, "Invalid request"),
+        (401, "Missing or wrong API key"),
+        (403, "The key lacks the chat scope"),
+        (404, "Unknown model"),
+        (413, "Request body too large"),
+        (429, "Rate limit reached"),
+        (502, "The model backend failed"),
+        (503, "No model backend available"),
+        (504, "The model backend timed out"),
+    )
+}
+
+
+def get_chat(state: StateDep) -> ChatService:
+    if state.chat is None:
+        raise UpstreamError("No model backend is configured.", status_code=503)
+    return state.chat
+
+
+ChatDep = Annotated[ChatService, Depends(get_chat)]
+
+
+@router.post(
+    "/chat/completions",
+    response_model=p.ChatCompletionResponse,
+    responses={**_errors, 200: {"content": {"text/event-stream": {}}}},
+)
+async def create_chat_completion(
+    body: p.ChatCompletionRequest, request: Request, principal: ChatPrincipalDep, chat: ChatDep
+) -> Any:
+    request_id = request.scope.get("state", {}).get("request_id") or f"req-{uuid.uuid4().hex}"
+    turn = await chat.prepare(body, principal, request_id)
+    if not body.stream:
+        return await respond.complete(chat, turn)
+    chunks = respond.stream(chat, turn, f"chatcmpl-{uuid.uuid4().hex}")
+    first = await anext(chunks)  # errors before the first chunk keep their HTTP status
+    return StreamingResponse(
+        sse.encode(respond.prepend(first, chunks)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/models", response_model=p.ModelList, responses=_errors)
+async def list_models(_principal: ChatPrincipalDep, chat: ChatDep) -> p.ModelList:
+    return p.ModelList(data=[p.ModelCard(id=name) for name in await chat.models()])
+
+
+@router.get("/models/{model_id:path}", response_model=p.ModelCard, responses=_errors)
+async def retrieve_model(model_id: str, _principal: ChatPrincipalDep, chat: ChatDep) -> p.ModelCard:
+    if model_id not in await chat.models():
+        raise NotFoundError(
+            f"The model '{model_id}' does not exist.", param="model", code="model_not_found"
+        )
+    return p.ModelCard(id=model_id)

@@ -1,0 +1,32 @@
+"""The one SSE helper: `data: {json}` per chunk, `data: [DONE]` at the end, an error event then
+`[DONE]` on a mid-stream failure."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from pydantic import BaseModel
+
+from server.errors import RLPAError, error_body
+
+logger = logging.getLogger(__name__)
+
+DONE = "data: [DONE]\n\n"
+
+
+def event(chunk: BaseModel) -> str:
+    return f"data: {chunk.model_dump_json(exclude_unset=False)}\n\n"
+
+
+async def encode(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[str]:
+    try:
+        async for chunk in chunks:
+            yield event(chunk)
+    except RLPAError as exc:
+        yield f"data: {json.dumps(exc.body())}\n\n"
+    except Exception:
+        logger.exception("chat stream failed")
+        yield f"data: {json.dumps(error_body('The server had an error while streaming.', 'server_error'))}\n\n"
+    yield DONE

@@ -1,0 +1,84 @@
+"""Admin routes over end users and their profiles (HTTP only; logic lives in the service).
+
+`{user}` uses the path converter so that any printable user string, URL-encoded slashes
+included, reaches the handler whole; the more specific routes are declared first.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from server.deps import AdminDep, ProfilesDep, UserDep
+from server.errors import error_body
+from server.profiles import schemas as s
+
+router = APIRouter(prefix="/admin/users", tags=["admin: users"])
+
+_errors: dict[int | str, dict[str, object]] = {
+    code: {"description": desc, "content": {"application/json": {"example": error_body(desc, "x")}}}
+    for code, desc in (
+        (400, "Bad request"),
+        (401, "Missing or wrong API key"),
+        (403, "The key lacks the admin scope"),
+        (404, "Unknown user or version"),
+    )
+}
+
+
+@router.get("", response_model=s.UserList, responses=_errors)
+async def list_users(
+    principal: AdminDep,
+    profiles: ProfilesDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+    q: Annotated[str | None, Query(max_length=256)] = None,
+) -> s.UserList:
+    return await profiles.list_users(
+        principal.tenant_id, limit=limit, cursor=cursor, query=q, only=principal.bound_user
+    )
+
+
+@router.get("/{user:path}/profile/history", response_model=s.HistoryRead, responses=_errors)
+async def profile_history(
+    user: UserDep, principal: AdminDep, profiles: ProfilesDep
+) -> s.HistoryRead:
+    return await profiles.history(principal.tenant_id, user)
+
+
+@router.post("/{user:path}/profile/rollback", response_model=s.ProfileRead, responses=_errors)
+async def rollback_profile(
+    body: s.RollbackRequest, user: UserDep, principal: AdminDep, profiles: ProfilesDep
+) -> s.ProfileRead:
+    return await profiles.rollback(principal.tenant_id, user, body.version)
+
+
+@router.get("/{user:path}/profile", response_model=s.ProfileRead, responses=_errors)
+async def get_profile(user: UserDep, principal: AdminDep, profiles: ProfilesDep) -> s.ProfileRead:
+    return await profiles.get_profile(principal.tenant_id, user)
+
+
+@router.put("/{user:path}/profile", response_model=s.ProfileRead, responses=_errors)
+async def replace_profile(
+    body: s.ProfileUpdate, user: UserDep, principal: AdminDep, profiles: ProfilesDep
+) -> s.ProfileRead:
+    return await profiles.replace(principal.tenant_id, user, body.traits)
+
+
+@router.get("/{user:path}/export", response_model=s.UserExport, responses=_errors)
+async def export_user(user: UserDep, principal: AdminDep, profiles: ProfilesDep) -> s.UserExport:
+    return await profiles.export(principal.tenant_id, principal.tenant_name, user)
+
+
+@router.patch("/{user:path}", response_model=s.UserSummary, responses=_errors)
+async def update_user(
+    body: s.UserUpdate, user: UserDep, principal: AdminDep, profiles: ProfilesDep
+) -> s.UserSummary:
+    return await profiles.set_personalization(principal.tenant_id, user, body.personalization)
+
+
+@router.delete("/{user:path}", status_code=204, responses=_errors)
+async def erase_user(user: UserDep, principal: AdminDep, profiles: ProfilesDep) -> Response:
+    await profiles.erase(principal.tenant_id, user)
+    return Response(status_code=204)

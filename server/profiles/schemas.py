@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ProfileRead(BaseModel):
+    user: str
+    version: int
+    traits: list[str]
+    updated_at: datetime
+    source: str
+
+
+class ProfileUpdate(BaseModel):
+    traits: list[str] = Field(description="The whole new profile, one trait per item.")
+
+
+class RollbackRequest(BaseModel):
+    version: int = Field(ge=1, description="The version whose traits become the new profile.")
+
+
+class VersionRead(BaseModel):
+    version: int
+    traits: list[str]
+    added: list[str]
+    removed: list[str]
+    source: str
+    model_name: str | None = None
+    request_id: str | None = None
+    created_at: datetime
+
+
+class HistoryRead(BaseModel):
+    user: str
+    data: list[VersionRead]
+
+
+class UserSummary(BaseModel):
+    user: str
+    version: int
+    traits_count: int
+    last_seen_at: datetime
+    personalization: bool
+
+
+class UserList(BaseModel):
+    data: list[UserSummary]
+    next_cursor: str | None
+
+
+class UserUpdate(BaseModel):
+    personalization: bool
+
+
+class UserExport(BaseModel):
+    user: str
+    tenant: str
+    personalization: bool
+    created_at: datetime
+    last_seen_at: datetime
+    versions: list[VersionRead]
+    exported_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

@@ -1,0 +1,257 @@
+"""Versioned profiles: read through the cache, append-only writes, history, rollback, erasure.
+
+Each method is its own short transaction; the cache is updated only after the commit.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server import metrics, rlpa
+from server.cache import CachedProfile, ProfileCache, cache_key
+from server.db import transaction, utcnow
+from server.errors import BadRequestError, NotFoundError
+from server.profiles import repository
+from server.profiles import schemas as s
+from server.profiles.models import EndUser, ProfileVersion
+
+SOURCES = ("model", "admin", "user")
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class ProfileState:
+    """What a chat turn needs: the current traits and whether personalization is on."""
+
+    version: int
+    traits: list[str]
+    personalization: bool
+    source: str | None
+    updated_at: datetime | None
+
+
+def _diff(old: list[str], new: list[str]) -> tuple[list[str], list[str]]:
+    old_keys = {t.casefold() for t in old}
+    new_keys = {t.casefold() for t in new}
+    added = [t for t in new if t.casefold() not in old_keys]
+    removed = [t for t in old if t.casefold() not in new_keys]
+    return added, removed
+
+
+def _version_read(row: ProfileVersion, previous: list[str]) -> s.VersionRead:
+    added, removed = _diff(previous, row.traits)
+    return s.VersionRead(
+        version=row.version,
+        traits=row.traits,
+        added=added,
+        removed=removed,
+        source=row.source,
+        model_name=row.model_name,
+        request_id=row.request_id,
+        created_at=row.created_at,
+    )
+
+
+def _version_reads(versions: Sequence[ProfileVersion]) -> list[s.VersionRead]:
+    """Oldest first, each with what it added and removed relative to the one before."""
+    reads: list[s.VersionRead] = []
+    previous: list[str] = []
+    for version in versions:
+        reads.append(_version_read(version, previous))
+        previous = version.traits
+    return reads
+
+
+def encode_cursor(user: str) -> str:
+    return base64.urlsafe_b64encode(user.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError("Invalid cursor.", param="cursor") from exc
+
+
+class ProfileService:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], cache: ProfileCache):
+        self._sessionmaker = sessionmaker
+        self.cache = cache
+
+    async def _require_user(self, session: AsyncSession, tenant_id: int, user: str) -> EndUser:
+        row = await repository.get_user(session, tenant_id, user)
+        if row is None:
+            raise NotFoundError(f"No user '{user}'.", param="user", code="user_not_found")
+        return row
+
+    async def get_state(self, tenant_id: int, user: str) -> ProfileState | None:
+        """Current profile for a chat turn, cache first. None for a user never seen."""
+        key = cache_key(tenant_id, user)
+        cached = await self.cache.get(key)
+        if cached is not None:
+            metrics.CACHE_HITS.inc()
+            updated = datetime.fromisoformat(cached.updated_at) if cached.updated_at else None
+            return ProfileState(
+                cached.version, cached.traits, cached.personalization, cached.source, updated
+            )
+        metrics.CACHE_MISSES.inc()
+        async with transaction(self._sessionmaker) as session:
+            row = await repository.get_user(session, tenant_id, user)
+            if row is None:
+                return None
+            current = await repository.get_version(session, row.id, row.current_version)
+        state = ProfileState(
+            version=row.current_version,
+            traits=current.traits if current else [],
+            personalization=row.personalization,
+            source=current.source if current else None,
+            updated_at=current.created_at if current else None,
+        )
+        await self._cache_put(tenant_id, user, state)
+        return state
+
+    async def _cache_put(self, tenant_id: int, user: str, state: ProfileState) -> None:
+        updated = state.updated_at.isoformat() if state.updated_at else None
+        value = CachedProfile(
+            state.version, state.traits, state.source, updated, state.personalization
+        )
+        await self.cache.put(cache_key(tenant_id, user), value)
+
+    async def append(
+        self,
+        tenant_id: int,
+        user: str,
+        traits: list[str],
+        *,
+        source: str,
+        model_name: str | None = None,
+        request_id: str | None = None,
+    ) -> s.ProfileRead:
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}")
+        async with transaction(self._sessionmaker) as session:
+            row = await repository.ensure_user(session, tenant_id, user)
+            number = await repository.allocate_version(session, row.id)
+            version = await repository.add_version(
+                session, row.id, number, traits, source, model_name, request_id
+            )
+            personalization = row.personalization
+        metrics.PROFILE_WRITES.labels(source).inc()
+        state = ProfileState(number, traits, personalization, source, version.created_at)
+        await self._cache_put(tenant_id, user, state)
+        return s.ProfileRead(
+            user=user, version=number, traits=traits, updated_at=version.created_at, source=source
+        )
+
+    async def replace(self, tenant_id: int, user: str, traits: list[str]) -> s.ProfileRead:
+        try:
+            clean = rlpa.validate_traits(traits)
+        except rlpa.TraitError as exc:
+            raise BadRequestError(str(exc), param="traits", code="invalid_trait") from exc
+        return await self.append(tenant_id, user, clean, source="admin")
+
+    async def get_profile(self, tenant_id: int, user: str) -> s.ProfileRead:
+        state = await self.get_state(tenant_id, user)
+        if state is None or state.version == 0 or state.updated_at is None:
+            raise NotFoundError(
+                f"No profile for user '{user}'.", param="user", code="user_not_found"
+            )
+        return s.ProfileRead(
+            user=user,
+            version=state.version,
+            traits=state.traits,
+            updated_at=state.updated_at,
+            source=state.source or "model",
+        )
+
+    async def history(self, tenant_id: int, user: str) -> s.HistoryRead:
+        async with transaction(self._sessionmaker) as session:
+            row = await self._require_user(session, tenant_id, user)
+            versions = await repository.list_versions(session, row.id, newest_first=False)
+        return s.HistoryRead(user=user, data=list(reversed(_version_reads(versions))))
+
+    async def rollback(self, tenant_id: int, user: str, version: int) -> s.ProfileRead:
+        async with transaction(self._sessionmaker) as session:
+            row = await self._require_user(session, tenant_id, user)
+            target = await repository.get_version(session, row.id, version)
+        if target is None:
+            raise NotFoundError(
+                f"User '{user}' has no profile version {version}.",
+                param="version",
+                code="version_not_found",
+            )
+        return await self.append(tenant_id, user, list(target.traits), source="admin")
+
+    async def set_personalization(self, tenant_id: int, user: str, enabled: bool) -> s.UserSummary:
+        async with transaction(self._sessionmaker) as session:
+            row = await repository.ensure_user(session, tenant_id, user)
+            await repository.set_personalization(session, row.id, enabled)
+            current = await repository.get_version(session, row.id, row.current_version)
+        await self.cache.delete(cache_key(tenant_id, user))
+        return s.UserSummary(
+            user=user,
+            version=row.current_version,
+            traits_count=len(current.traits) if current else 0,
+            last_seen_at=row.last_seen_at,
+            personalization=enabled,
+        )
+
+    async def erase(self, tenant_id: int, user: str) -> None:
+        key = cache_key(tenant_id, user)
+        async with transaction(self._sessionmaker) as session:
+            row = await self._require_user(session, tenant_id, user)
+            await repository.delete_user(session, row.id)
+            await self.cache.delete(key)
+        # Again after the commit: a reader may have re-filled the entry in between.
+        await self.cache.delete(key)
+
+    async def export(self, tenant_id: int, tenant_name: str, user: str) -> s.UserExport:
+        async with transaction(self._sessionmaker) as session:
+            row = await self._require_user(session, tenant_id, user)
+            versions = await repository.list_versions(session, row.id, newest_first=False)
+        return s.UserExport(
+            user=user,
+            tenant=tenant_name,
+            personalization=row.personalization,
+            created_at=row.created_at,
+            last_seen_at=row.last_seen_at,
+            versions=_version_reads(versions),
+            exported_at=utcnow(),
+        )
+
+    async def list_users(
+        self,
+        tenant_id: int,
+        *,
+        limit: int,
+        cursor: str | None,
+        query: str | None,
+        only: str | None = None,
+    ) -> s.UserList:
+        after = decode_cursor(cursor) if cursor else None
+        async with transaction(self._sessionmaker) as session:
+            rows = await repository.list_users(
+                session, tenant_id, limit=limit + 1, after=after, query=query, only=only
+            )
+        page = rows[:limit]
+        data = [
+            s.UserSummary(
+                user=row.external_id,
+                version=row.current_version,
+                traits_count=len(traits or []),
+                last_seen_at=row.last_seen_at,
+                personalization=row.personalization,
+            )
+            for row, traits in page
+        ]
+        next_cursor = encode_cursor(page[-1][0].external_id) if len(rows) > limit else None
+        return s.UserList(data=data, next_cursor=next_cursor)
+
+    async def touch(self, tenant_id: int, user: str) -> None:
+        async with transaction(self._sessionmaker) as session:
+            await repository.touch(session, tenant_id, user, utcnow() - TOUCH_EVERY)

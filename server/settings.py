@@ -1,0 +1,99 @@
+"""All configuration, from `RLPA_*` environment variables or `.env`."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "change_me", "secret", "admin", "password", "test"}
+MIN_PUBLIC_KEY_CHARS = 16
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RLPA_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    database_url: str = "sqlite+aiosqlite:///./rlpa.db"
+    # The embedded SQLite default migrates at start; a server database is migrated explicitly
+    # (`rlpa db upgrade`) so that N replicas never race on DDL.
+    auto_migrate: bool | None = None
+    redis_url: str | None = None
+    redis_key_prefix: str = "rlpa:"
+    cache_ttl_s: int = 3600
+    cache_size: int = 10_000
+
+    admin_api_key: SecretStr | None = None
+    max_body_bytes: int = 1_000_000
+    rate_limit_per_minute: int = 0  # per API key; 0 = unlimited
+
+    backend: Literal["llamacpp", "openai"] = "llamacpp"
+    model: str | None = None  # GGUF path (llamacpp) or upstream model id (openai)
+    served_model_name: str | None = None
+    adapter: str | None = None
+    n_ctx: int = 2048
+    n_threads: int | None = None
+    default_max_tokens: int = 256
+    # Sampling defaults for the embedded model: small models loop under greedy decoding.
+    embedded_temperature: float = 0.7
+    embedded_top_p: float = 0.9
+    embedded_repeat_penalty: float = 1.15
+
+    upstream_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    upstream_api_key: SecretStr | None = None
+    upstream_connect_timeout_s: float = 5.0
+    upstream_read_timeout_s: float = 120.0
+    upstream_retries: int = 2
+
+    @field_validator("upstream_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        key = self.admin_api_key.get_secret_value() if self.admin_api_key else None
+        if key is not None and not self.is_loopback:
+            if key.lower() in PLACEHOLDER_SECRETS or len(key) < MIN_PUBLIC_KEY_CHARS:
+                raise ValueError(
+                    "RLPA_ADMIN_API_KEY is a placeholder or shorter than "
+                    f"{MIN_PUBLIC_KEY_CHARS} characters while bound to {self.host}"
+                )
+        if self.backend == "openai" and not self.upstream_urls:
+            raise ValueError("RLPA_BACKEND=openai needs RLPA_UPSTREAM_URLS")
+        return self
+
+    @cached_property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        tail = self.database_url.split(":///", 1)[-1]
+        return None if tail in ("", ":memory:") else Path(tail)

@@ -1,0 +1,79 @@
+"""The profile service against the real databases: versions, concurrency, erasure."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from sqlalchemy import func, select
+
+from server.auth import repository as auth_repository
+from server.cache import LRUCache
+from server.db import create_engine, create_sessionmaker, transaction
+from server.profiles.models import EndUser, ProfileVersion
+from server.profiles.service import ProfileService
+from server.settings import Settings
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+async def service(
+    request: pytest.FixtureRequest, make_settings: Callable[..., Settings]
+) -> AsyncIterator[tuple[ProfileService, int]]:
+    engine = create_engine(make_settings(db=request.param, redis=False))
+    sessionmaker = create_sessionmaker(engine)
+    async with transaction(sessionmaker) as session:
+        tenant = await auth_repository.ensure_tenant(session, "svc-tests")
+    yield ProfileService(sessionmaker, LRUCache(1000)), tenant.id
+    await engine.dispose()
+
+
+async def test_concurrent_writers_get_consecutive_versions_and_lose_nothing(
+    service: tuple[ProfileService, int],
+) -> None:
+    profiles, tenant = service
+    user = f"busy-{uuid.uuid4().hex[:8]}"
+    writers = 24
+    results = await asyncio.gather(
+        *(profiles.append(tenant, user, [f"trait {i}"], source="model") for i in range(writers))
+    )
+    assert sorted(r.version for r in results) == list(range(1, writers + 1))
+    history = await profiles.history(tenant, user)
+    assert [v.version for v in history.data] == list(range(writers, 0, -1))
+    assert sorted(v.traits[0] for v in history.data) == sorted(f"trait {i}" for i in range(writers))
+
+
+async def test_current_profile_is_the_newest_version(service: tuple[ProfileService, int]) -> None:
+    profiles, tenant = service
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    await profiles.append(tenant, user, ["a"], source="model", model_name="m", request_id="r1")
+    await profiles.append(tenant, user, ["a", "b"], source="user")
+    state = await profiles.get_state(tenant, user)
+    assert state is not None and (state.version, state.traits) == (2, ["a", "b"])
+    export = await profiles.export(tenant, "svc-tests", user)
+    assert export.versions[0].model_name == "m" and export.versions[0].request_id == "r1"
+
+
+async def test_erase_deletes_user_and_every_version_only_for_that_user(
+    service: tuple[ProfileService, int],
+) -> None:
+    profiles, tenant = service
+    gone, kept = f"gone-{uuid.uuid4().hex[:8]}", f"kept-{uuid.uuid4().hex[:8]}"
+    for user in (gone, kept):
+        await profiles.append(tenant, user, ["x"], source="model")
+        await profiles.append(tenant, user, ["y"], source="model")
+    await profiles.erase(tenant, gone)
+    assert await profiles.get_state(tenant, gone) is None
+    async with transaction(profiles._sessionmaker) as session:
+        users = await session.scalar(
+            select(func.count()).select_from(EndUser).where(EndUser.external_id == gone)
+        )
+        orphans = await session.scalar(
+            select(func.count())
+            .select_from(ProfileVersion)
+            .where(~ProfileVersion.end_user_id.in_(select(EndUser.id)))
+        )
+    assert users == 0 and orphans == 0
+    kept_state = await profiles.get_state(tenant, kept)
+    assert kept_state is not None and kept_state.version == 2
