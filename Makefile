@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# llama.cpp's -march=native build enables AMX kernels that crash (SIGSEGV in
+# ggml_backend_amx_mul_mat) on virtual machines that report AMX without granting it; build for
+# portable AVX2 instead.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: serve test lint install
 
