@@ -15,10 +15,10 @@ from server import errors, migrate
 from server.auth.router import router as keys_router
 from server.auth.service import Authenticator
 from server.cache import create_cache
+from server.chat.service import ChatService
 from server.db import create_engine, create_sessionmaker
 from server.deps import AppState
 from server.health import router as health_router
-from server.chat.service import ChatService
 from server.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from server.openai.router import router as openai_router
 from server.profiles.router import router as users_router

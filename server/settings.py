@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     embedded_temperature: float = 0.7
     embedded_top_p: float = 0.9
     embedded_repeat_penalty: float = 1.15
+    # Constrain the embedded model's decoding to the RLPA format (profile block, then reply).
+    embedded_grammar: bool = True
 
     upstream_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     upstream_api_key: SecretStr | None = None

@@ -21,6 +21,9 @@ class SamplingParams:
     # Backend-specific extras (e.g. repeat_penalty for llama.cpp) and OpenAI fields that only an
     # upstream can honour (tools, response_format, logprobs...): passed through or refused.
     extra: dict[str, Any] = field(default_factory=dict)
+    # The prompt asks for the RLPA output format: a backend that can constrain decoding to it
+    # may (the embedded one does, see server.rlpa.grammar).
+    rlpa_format: bool = False
 
 
 @dataclass

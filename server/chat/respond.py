@@ -112,5 +112,5 @@ async def stream(
         )
     trailing[-1].rlpa = service.rlpa_block(turn)
     metrics.CHAT_REQUESTS.labels("ok").inc()
-    for item in trailing:
-        yield item
+    for final in trailing:
+        yield final

@@ -78,21 +78,20 @@ class ChatService:
         user = principal.bound_user or body.user
         if user is not None:
             validate_user(user)
-        stored: ProfileState | None = None
         remember = user is not None and body.rlpa.mode == "on"
-        if remember and user is not None:
-            stored = await self.profiles.get_state(principal.tenant_id, user)
-            if stored is not None and not stored.personalization:
-                remember, stored = False, None
-                plain = True
-            else:
-                plain = False
-        else:
-            plain = False
+        stored = (
+            await self.profiles.get_state(principal.tenant_id, user) if remember and user else None
+        )
         history = [{"role": m.role, "content": m.text()} for m in body.messages]
-        if plain:  # personalization off: ordinary chat, the client's messages as sent
+        if stored is not None and not stored.personalization:
+            # The user opted out: ordinary chat on the client's messages, nothing read or kept.
+            remember, stored = False, None
+            params.rlpa_format = False
             messages = [
-                {"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]}
+                {
+                    "role": "system" if m["role"] == "developer" else m["role"],
+                    "content": m["content"],
+                }
                 for m in history
             ]
         else:
@@ -149,6 +148,7 @@ class ChatService:
             presence_penalty=body.presence_penalty,
             frequency_penalty=body.frequency_penalty,
             extra=extra,
+            rlpa_format=True,
         )
 
     def _choice_params(self, turn: Turn, index: int) -> SamplingParams:

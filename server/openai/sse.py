@@ -28,5 +28,6 @@ async def encode(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[str]:
         yield f"data: {json.dumps(exc.body())}\n\n"
     except Exception:
         logger.exception("chat stream failed")
-        yield f"data: {json.dumps(error_body('The server had an error while streaming.', 'server_error'))}\n\n"
+        body = error_body("The server had an error while streaming.", "server_error")
+        yield f"data: {json.dumps(body)}\n\n"
     yield DONE

@@ -1,0 +1,133 @@
+"""The embedded backend: llama-cpp-python in this process, on the CPU.
+
+Lifecycle (the app's lifespan does this through `create_backend`): construct, `await start()`
+(loads the GGUF on the worker thread, so the event loop keeps serving), `await aclose()`.
+
+A llama.cpp context runs one generation at a time, so all model work goes through one worker
+thread: requests queue there in arrival order and their outputs never mix. Tokens cross to the
+event loop through an asyncio.Queue. When the consumer stops early (client gone, generator
+closed, task cancelled) the worker stops after the token in hand and the next request starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from server import rlpa
+from server.backends import DEFAULT_MODEL_NAME, served_model_name
+from server.backends.base import Finish, SamplingParams, StreamEvent
+from server.backends.llamacpp_model import GenerationJob, LoadedModel
+from server.errors import BadRequestError, UpstreamError
+from server.settings import Settings
+
+# llama.cpp's own defaults for the samplers the settings do not name.
+_DEFAULT_TOP_K = 40
+_DEFAULT_MIN_P = 0.05
+_EXTRAS = frozenset({"repeat_penalty", "top_k", "min_p"})
+
+
+class LlamaCppBackend:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._name = served_model_name(settings) or DEFAULT_MODEL_NAME
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+        self._model: LoadedModel | None = None
+        self._jobs: set[GenerationJob] = set()  # submitted and not finished
+        self._grammar: Any = None
+
+    @property
+    def model(self) -> LoadedModel | None:
+        return self._model
+
+    @property
+    def busy(self) -> bool:
+        """Some generation is queued or running on the worker thread."""
+        return bool(self._jobs)
+
+    async def start(self) -> None:
+        if self._model is None:
+            loop = asyncio.get_running_loop()
+            self._model = await loop.run_in_executor(self._worker, LoadedModel.load, self._settings)
+        if self._settings.embedded_grammar and self._grammar is None:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            self._grammar = LlamaGrammar.from_string(rlpa.FORMAT_GBNF, verbose=False)
+
+    async def aclose(self) -> None:
+        for job in list(self._jobs):
+            job.cancelled.set()
+        model, self._model = self._model, None
+        if model is not None:
+            # Queued after every running job, so the model is never freed under a generation.
+            await asyncio.get_running_loop().run_in_executor(self._worker, model.close)
+        self._worker.shutdown(wait=False)
+
+    async def list_models(self) -> list[str]:
+        return [self._name]
+
+    async def health(self) -> bool:
+        return self._model is not None
+
+    def supported_extras(self) -> frozenset[str]:
+        return _EXTRAS
+
+    async def stream(
+        self, model: str, messages: list[dict[str, str]], params: SamplingParams
+    ) -> AsyncIterator[StreamEvent]:
+        loaded = self._model
+        if loaded is None:
+            raise UpstreamError("The embedded model is not loaded.", status_code=503)
+        loop = asyncio.get_running_loop()
+        job = GenerationJob(
+            messages=messages,
+            max_tokens=params.max_tokens or self._settings.default_max_tokens,
+            stop=list(params.stop),
+            seed=params.seed,
+            sampling=self._sampling(params),
+            loop=loop,
+            queue=asyncio.Queue(),
+            grammar=self._grammar if params.rlpa_format else None,
+        )
+        self._jobs.add(job)
+        done = loop.run_in_executor(self._worker, loaded.run, job)
+        done.add_done_callback(lambda _: self._jobs.discard(job))
+        try:
+            while True:
+                event = await job.queue.get()
+                if isinstance(event, Exception):
+                    raise event
+                yield event
+                if isinstance(event, Finish):
+                    return
+        finally:
+            job.cancelled.set()
+
+    def _sampling(self, params: SamplingParams) -> dict[str, float]:
+        settings, extra = self._settings, params.extra
+        return {
+            "temp": _or(params.temperature, settings.embedded_temperature),
+            "top_p": _or(params.top_p, settings.embedded_top_p),
+            "top_k": _number(extra, "top_k", _DEFAULT_TOP_K, int),
+            "min_p": _number(extra, "min_p", _DEFAULT_MIN_P, float),
+            "repeat_penalty": _number(
+                extra, "repeat_penalty", settings.embedded_repeat_penalty, float
+            ),
+            "frequency_penalty": _or(params.frequency_penalty, 0.0),
+            "presence_penalty": _or(params.presence_penalty, 0.0),
+        }
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _number(extra: dict[str, Any], name: str, default: float, kind: type[float]) -> float:
+    value = extra.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequestError(f"'{name}' must be a number.", param=name, code="invalid_value")
+    return kind(value)

@@ -1,0 +1,185 @@
+"""A GGUF model loaded by llama-cpp-python, and one generation on it.
+
+Everything here is blocking and runs on the embedded backend's single worker thread
+(`server.backends.llamacpp`); only `GenerationJob.emit` talks to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.backends import default_gguf_path
+from server.backends.base import Finish, StreamEvent, TextDelta
+from server.backends.stopping import StopScanner
+from server.errors import BadRequestError, RLPAError, UpstreamError
+from server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# llama.cpp reads this seed value as "pick a random seed".
+_RANDOM_SEED = 0xFFFFFFFF
+
+
+@dataclass(eq=False)
+class GenerationJob:
+    messages: list[dict[str, str]]
+    max_tokens: int
+    stop: list[str]
+    seed: int | None
+    sampling: dict[str, float]  # keyword arguments of `Llama.generate`
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[StreamEvent | Exception]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    grammar: Any = None  # a llama_cpp.LlamaGrammar constraining the output, or None
+
+    def emit(self, item: StreamEvent | Exception) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.cancelled.set()
+
+
+@contextmanager
+def amx_kernels_avoided() -> Iterator[None]:
+    """Load models without ggml's AMX weight buffers, where ggml was built with AMX kernels.
+
+    ggml's AMX matmul segfaults on the first decode on some AMX Xeons (llama.cpp#20824; a
+    `-march=native` build of llama-cpp-python on such a machine has them), and llama-cpp-python
+    has no argument for `use_extra_bufts`, so its defaults are wrapped while a model loads.
+    Other builds keep their extra (repacked) buffers: they speed up CPU matmuls.
+    """
+    import llama_cpp
+    import llama_cpp.llama_cpp as low
+
+    if b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info():
+        yield
+        return
+    original = low.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = defaults
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = original
+
+
+class LoadedModel:
+    def __init__(self, llama: Any) -> None:
+        import llama_cpp
+
+        self.llama = llama
+        self.n_ctx: int = llama.n_ctx()
+        self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self._is_eog = llama_cpp.llama_vocab_is_eog
+        self._format = _chat_formatter(llama)
+
+    @classmethod
+    def load(cls, settings: Settings) -> LoadedModel:
+        import llama_cpp
+
+        with amx_kernels_avoided():
+            llama = llama_cpp.Llama(
+                model_path=settings.model or default_gguf_path(),
+                lora_path=settings.adapter,
+                n_ctx=settings.n_ctx,
+                n_threads=settings.n_threads,
+                verbose=False,
+            )
+        return cls(llama)
+
+    def close(self) -> None:
+        self.llama.close()
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        """The messages through the model's own chat template, as the tokens the model reads."""
+        import jinja2
+
+        try:
+            formatted = self._format(messages=messages)
+        except (ValueError, jinja2.TemplateError) as exc:
+            raise BadRequestError(f"The model's chat template refused the messages: {exc}") from exc
+        tokens: list[int] = self.llama.tokenize(
+            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        )
+        return tokens
+
+    def run(self, job: GenerationJob) -> None:
+        if job.cancelled.is_set():
+            return
+        try:
+            self._generate(job)
+        except RLPAError as exc:
+            job.emit(exc)
+        except Exception as exc:
+            logger.exception("embedded generation failed")
+            job.emit(UpstreamError(f"The embedded model failed: {exc}", status_code=502))
+
+    def _generate(self, job: GenerationJob) -> None:
+        prompt = self.prompt_tokens(job.messages)
+        room = self.n_ctx - len(prompt)
+        if room <= 0:
+            raise BadRequestError(
+                f"The prompt is {len(prompt)} tokens; the model's context holds {self.n_ctx}.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        if job.seed is not None:
+            # A cached prompt prefix would be evaluated in different batches than a fresh prompt,
+            # which can move the logits in their last bits: a fixed seed must not depend on it.
+            self.llama.reset()
+        self.llama.set_seed(_RANDOM_SEED if job.seed is None else job.seed % _RANDOM_SEED)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        scanner = StopScanner(job.stop)
+        generated, reason = 0, "length"
+        for token in self.llama.generate(prompt, grammar=job.grammar, **job.sampling):
+            generated += 1  # the end-of-generation token counts too, as vLLM and llama.cpp count
+            if self._is_eog(self._vocab, token):
+                reason = "stop"
+                break
+            text = scanner.feed(decoder.decode(self.llama.detokenize([token])))
+            if text:
+                job.emit(TextDelta(text))
+            if scanner.stopped:
+                reason = "stop"
+                break
+            if generated >= min(job.max_tokens, room) or job.cancelled.is_set():
+                break
+        if job.cancelled.is_set():
+            return
+        tail = "" if scanner.stopped else scanner.flush(decoder.decode(b"", final=True))
+        if tail:
+            job.emit(TextDelta(tail))
+        job.emit(Finish(reason=reason, prompt_tokens=len(prompt), completion_tokens=generated))
+
+
+def _chat_formatter(llama: Any) -> Any:
+    from llama_cpp import llama_chat_format
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if template is None:
+        logger.warning("the GGUF has no chat template; formatting prompts as ChatML")
+        return llama_chat_format.format_chatml
+    return llama_chat_format.Jinja2ChatFormatter(
+        template=template,
+        eos_token=_token_text(llama, llama.token_eos()),
+        bos_token=_token_text(llama, llama.token_bos()),
+    )
+
+
+def _token_text(llama: Any, token: int) -> str:
+    if token < 0:
+        return ""
+    text: bytes = llama.detokenize([token], special=True)
+    return text.decode("utf-8", errors="replace")

@@ -1,0 +1,213 @@
+"""The production backend: any OpenAI-compatible server (vLLM; llama.cpp's server and Ollama too).
+
+Lifecycle (the app's lifespan does this through `create_backend`): construct, `await start()`
+(nothing to load; the upstreams may come up later), `await aclose()` (closes the HTTP client).
+
+Each request goes to the least-busy healthy upstream and is retried, on another upstream where
+there is one, only while no byte of the response body has reached us: after that the client may
+already have seen text. Closing the stream early closes the upstream connection, which is how
+vLLM and llama.cpp learn that the client left and stop generating.
+
+Model ids: RLPA_SERVED_MODEL_NAME, when set, is the one id clients see; otherwise they see the
+upstream's ids. RLPA_MODEL, when set, is the id sent upstream; otherwise the client's id goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+
+from server.backends.base import Finish, SamplingParams, StreamEvent
+from server.backends.sse import parse_chat_stream, upstream_error_detail
+from server.backends.upstream_pool import Upstream, UpstreamPool
+from server.errors import BadRequestError, UpstreamError
+from server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+COOLDOWN_S = 5.0
+_BACKOFF_S = 0.05
+# OpenAI and vLLM/llama.cpp request fields an upstream can honour, passed through as sent.
+_EXTRAS = frozenset(
+    {
+        "tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs",
+        "top_logprobs", "logit_bias", "repeat_penalty", "repetition_penalty", "top_k", "min_p",
+        "typical_p", "min_tokens", "ignore_eos", "stop_token_ids", "skip_special_tokens",
+        "guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs",
+        "chat_template_kwargs", "grammar", "mirostat_mode", "mirostat_tau", "mirostat_eta",
+        "reasoning_effort", "service_tier",
+    }
+)  # fmt: skip
+# Fields the gateway owns: an extra must not override them.
+_OWNED = frozenset({"model", "messages", "stream", "stream_options", "n"})
+
+
+class _RetryableError(UpstreamError):
+    """This attempt failed before any response body arrived: another attempt is safe."""
+
+
+class OpenAIUpstreamBackend:
+    def __init__(self, settings: Settings, cooldown_s: float = COOLDOWN_S) -> None:
+        self._settings = settings
+        self._alias = settings.served_model_name
+        self.pool = UpstreamPool(settings.upstream_urls, cooldown_s)
+        key = settings.upstream_api_key
+        self._client = httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {key.get_secret_value()}"} if key else None,
+            timeout=httpx.Timeout(
+                connect=settings.upstream_connect_timeout_s,
+                read=settings.upstream_read_timeout_s,
+                write=settings.upstream_connect_timeout_s,
+                pool=None,
+            ),
+            # Concurrency is the upstreams' to queue: a pool limit here would only add a timeout.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+        )
+
+    async def start(self) -> None:
+        """Nothing to load: upstreams may start after the gateway and are found per request."""
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def supported_extras(self) -> frozenset[str]:
+        return _EXTRAS
+
+    async def list_models(self) -> list[str]:
+        errors: list[str] = []
+        for upstream in self.pool.by_preference():
+            try:
+                response = await self._client.get(f"{upstream.url}/models")
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                self.pool.mark_down(upstream)
+                errors.append(f"{upstream.url}: {exc!r}")
+                continue
+            self.pool.mark_up(upstream)
+            if self._alias is not None:
+                return [self._alias]
+            return [str(item["id"]) for item in response.json().get("data", [])]
+        raise UpstreamError(f"No model upstream answered: {'; '.join(errors)}", status_code=503)
+
+    async def health(self) -> bool:
+        try:
+            await self.list_models()
+        except UpstreamError:
+            return False
+        return True
+
+    async def stream(
+        self, model: str, messages: list[dict[str, str]], params: SamplingParams
+    ) -> AsyncIterator[StreamEvent]:
+        body = self._body(model, messages, params)
+        response, upstream = await self._open(body)
+        finish: Finish | None = None
+        try:
+            async with aclosing(parse_chat_stream(response, messages)) as events:
+                async for event in events:
+                    if isinstance(event, Finish):
+                        finish = event
+                        break
+                    yield event
+        finally:
+            # Closing mid-body drops the connection: the upstream sees the client leave.
+            await response.aclose()
+            upstream.in_flight -= 1
+        # Released before the Finish goes out: consumers often stop reading at the Finish, and
+        # the upstream must not count as busy until this generator is garbage-collected.
+        if finish is not None:
+            yield finish
+
+    def _body(
+        self, model: str, messages: list[dict[str, str]], params: SamplingParams
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            key: value for key, value in params.extra.items() if key not in _OWNED
+        }
+        body["model"] = self._settings.model or model
+        body["messages"] = messages
+        body["max_tokens"] = params.max_tokens or self._settings.default_max_tokens
+        optional = {
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": params.seed,
+            "presence_penalty": params.presence_penalty,
+            "frequency_penalty": params.frequency_penalty,
+            "stop": params.stop or None,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def _open(self, body: dict[str, Any]) -> tuple[httpx.Response, Upstream]:
+        """A 200 response whose body has not been read yet, and the upstream it came from."""
+        tried: set[str] = set()
+        failure = UpstreamError("No model upstream was tried.", status_code=503)
+        for attempt in range(max(0, self._settings.upstream_retries) + 1):
+            if attempt:
+                await asyncio.sleep(_BACKOFF_S * 2 ** (attempt - 1))
+            upstream = self.pool.pick(tried)
+            tried.add(upstream.url)
+            upstream.in_flight += 1
+            try:
+                return await self._attempt(upstream, body), upstream
+            except _RetryableError as exc:
+                upstream.in_flight -= 1
+                logger.warning("upstream attempt %d failed: %s", attempt + 1, exc.message)
+                failure = exc
+            except BaseException:
+                upstream.in_flight -= 1
+                raise
+        raise UpstreamError(failure.message, status_code=failure.status_code)
+
+    async def _attempt(self, upstream: Upstream, body: dict[str, Any]) -> httpx.Response:
+        request = self._client.build_request("POST", f"{upstream.url}/chat/completions", json=body)
+        try:
+            response = await self._client.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            self.pool.mark_down(upstream)
+            status = 504 if isinstance(exc, httpx.ConnectTimeout) else 503
+            message = f"Cannot reach {upstream.url}: {exc!r}"
+            raise _RetryableError(message, status_code=status) from exc
+        except httpx.TimeoutException as exc:
+            # Not retried: the upstream may still be working on it, and a retry would double that.
+            self.pool.mark_down(upstream)
+            raise UpstreamError(
+                f"The model upstream did not answer in time ({exc.__class__.__name__}).",
+                status_code=504,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise _RetryableError(f"{upstream.url} failed: {exc!r}", status_code=502) from exc
+        self.pool.mark_up(upstream)
+        if response.status_code < 400:
+            return response
+        raise await _status_error(upstream, response)
+
+
+async def _status_error(upstream: Upstream, response: httpx.Response) -> Exception:
+    status = response.status_code
+    try:
+        await response.aread()
+        message, param, code = upstream_error_detail(response)
+    except httpx.HTTPError:  # the body did not arrive: the status says enough
+        message, param, code = f"HTTP {status}", None, None
+    finally:
+        await response.aclose()
+    if status >= 500 or status == 429:
+        logger.warning("upstream %s answered %d: %s", upstream.url, status, message)
+        return _RetryableError(
+            f"The model upstream failed (HTTP {status}).", status_code=503 if status == 429 else 502
+        )
+    if status in (401, 403, 404):
+        # Not the client's fault: wrong credentials, base URL or model id in the gateway's config.
+        logger.error("upstream %s answered %d: %s", upstream.url, status, message)
+        return UpstreamError(
+            f"The model upstream refused the gateway (HTTP {status}): {message}", status_code=502
+        )
+    return BadRequestError(message, param=param, code=code or "upstream_rejected")

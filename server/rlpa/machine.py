@@ -1,0 +1,105 @@
+"""The one state machine behind parse_output and StreamSplitter.
+
+Both feed it the same tokens (text and tags), so the streamed reply and the parsed reply can
+differ only in how the text was cut, never in what the tags mean. Reply text is everything outside
+a profile block up to `</response>`; with a well-formed output that is the response block plus
+blank lines, which stripping removes.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from server.rlpa.traits import TAGS, normalize_traits
+
+PROFILE_OPEN, PROFILE_CLOSE, RESPONSE_OPEN, RESPONSE_CLOSE = TAGS
+
+
+class _State(Enum):
+    OUTSIDE = "outside"
+    PROFILE = "profile"
+    RESPONSE = "response"
+    DONE = "done"
+
+
+class Machine:
+    """Tags must be lowercased before they reach `tag`."""
+
+    def __init__(self) -> None:
+        self.state = _State.OUTSIDE
+        self.profile: list[str] | None = None
+        self._capturing = False
+        self._parts: list[str] = []
+        self._profile_seen = False
+        self._responded = False
+        # Text or tags where the format has no place for them: the reply is still recovered,
+        # but the turn does not count as well-formed.
+        self._stray = False
+
+    @property
+    def done(self) -> bool:
+        return self.state is _State.DONE
+
+    @property
+    def format_ok(self) -> bool:
+        return self._responded and not self._stray
+
+    def text(self, text: str) -> str:
+        """Feed text between tags; returns the part of it that belongs to the reply."""
+        if self.state is _State.PROFILE:
+            if self._capturing:
+                self._parts.append(text)
+            return ""
+        if self.state is _State.DONE:
+            return ""
+        if self.state is _State.OUTSIDE and not text.isspace() and text:
+            self._stray = True
+        return text
+
+    def tag(self, tag: str) -> list[str] | None:
+        """Feed a tag; returns the profile if this tag completed the first profile block."""
+        state = self.state
+        if state is _State.DONE:
+            return None
+        if state is _State.PROFILE:
+            if tag == PROFILE_OPEN:  # a nested opening tag means nothing
+                return None
+            # Every other tag ends the block: a missing </profile> is the commonest slip.
+            if tag == RESPONSE_OPEN:
+                self._open_response()
+            else:
+                self.state = _State.OUTSIDE if tag == PROFILE_CLOSE else _State.DONE
+            return self._close_profile()
+        if tag == PROFILE_OPEN:
+            # A profile block inside the reply is still hidden; it is just not well-formed.
+            self._stray = self._stray or state is _State.RESPONSE
+            self.state = _State.PROFILE
+            self._capturing = not self._profile_seen
+            self._profile_seen = True
+        elif tag == RESPONSE_CLOSE:
+            self.state = _State.DONE
+        elif tag == RESPONSE_OPEN and state is _State.OUTSIDE:
+            self._open_response()
+        else:  # a closing tag with nothing open, or <response> inside the response
+            self._stray = True
+        return None
+
+    def finish(self) -> list[str] | None:
+        """The end of the output closes whatever is open."""
+        if self.state is _State.PROFILE:
+            self.state = _State.DONE
+            return self._close_profile()
+        self.state = _State.DONE
+        return None
+
+    def _open_response(self) -> None:
+        self.state = _State.RESPONSE
+        self._responded = self._responded or self._profile_seen
+
+    def _close_profile(self) -> list[str] | None:
+        if not self._capturing:
+            return None
+        self._capturing = False
+        self.profile = normalize_traits("".join(self._parts).splitlines())
+        self._parts = []
+        return self.profile

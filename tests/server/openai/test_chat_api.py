@@ -1,0 +1,185 @@
+"""The chat API through the official openai client, on the real embedded model."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import quote
+
+import httpx
+import openai
+import pytest
+
+from tests.fixtures.db import ADMIN_KEY
+from tests.fixtures.gateway import MODEL
+
+pytestmark = pytest.mark.slow
+
+HELLO = [{"role": "user", "content": "Hi! I am a nurse in Seattle and I love hiking."}]
+
+
+def _profile(gateway_url: str, user: str) -> httpx.Response:
+    return httpx.get(
+        f"{gateway_url}/admin/users/{quote(user, safe='')}/profile",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+
+
+async def test_completion_returns_a_visible_reply_and_real_usage(
+    client: openai.AsyncOpenAI,
+) -> None:
+    response = await client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        max_tokens=48,
+        seed=1,  # type: ignore[arg-type]
+    )
+    text = response.choices[0].message.content or ""
+    assert text.strip()
+    assert "<profile>" not in text and "</profile>" not in text and "<response>" not in text
+    usage = response.usage
+    assert usage is not None and usage.prompt_tokens > 50 and usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+async def test_stream_matches_shape_and_reports_usage(client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,  # type: ignore[arg-type]
+        max_tokens=48,
+        seed=1,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    parts: list[str] = []
+    finish = None
+    usage = None
+    async for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+            assert chunk.choices == []
+        for choice in chunk.choices:
+            parts.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    text = "".join(parts)
+    assert "<profile>" not in text and "<response>" not in text
+    assert finish in ("stop", "length")
+    assert usage is not None and usage.completion_tokens > 0
+
+
+async def test_n_returns_that_many_choices(client: openai.AsyncOpenAI) -> None:
+    response = await client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        max_tokens=24,
+        n=2,
+        seed=3,  # type: ignore[arg-type]
+    )
+    assert [c.index for c in response.choices] == [0, 1]
+
+
+async def test_max_tokens_ends_with_length(client: openai.AsyncOpenAI) -> None:
+    response = await client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        max_tokens=5,  # type: ignore[arg-type]
+    )
+    assert response.choices[0].finish_reason == "length"
+    assert response.usage is not None and response.usage.completion_tokens == 5
+
+
+async def test_models_are_listed_and_retrievable(client: openai.AsyncOpenAI) -> None:
+    models = await client.models.list()
+    assert [m.id for m in models.data] == [MODEL]
+    assert (await client.models.retrieve(MODEL)).id == MODEL
+    with pytest.raises(openai.NotFoundError):
+        await client.models.retrieve("gpt-nothing")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages"),
+        ({"temperature": 7}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"logprobs": True}, "logprobs"),
+    ],
+)
+async def test_bad_requests_are_400_in_openai_shape(
+    client: openai.AsyncOpenAI, kwargs: dict[str, object], param: str
+) -> None:
+    args: dict[str, object] = {"model": MODEL, "messages": HELLO, "max_tokens": 4, **kwargs}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(**args)  # type: ignore[call-overload]
+    assert caught.value.status_code == 400
+    assert param in str(caught.value.body)
+
+
+async def test_unknown_model_is_404(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.chat.completions.create(model="nope", messages=HELLO)  # type: ignore[arg-type]
+    assert "model_not_found" in str(caught.value.body)
+
+
+async def test_wrong_key_is_401(gateway_url: str) -> None:
+    async with openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="rlpa-wrong") as bad:
+        with pytest.raises(openai.AuthenticationError):
+            await bad.chat.completions.create(model=MODEL, messages=HELLO)  # type: ignore[arg-type]
+
+
+async def test_conversation_stores_a_profile_that_changes_version(
+    client: openai.AsyncOpenAI, gateway_url: str
+) -> None:
+    user = f"chat-{uuid.uuid4().hex[:8]}"
+    messages: list[dict[str, str]] = []
+    versions: list[int] = []
+    turns = [
+        "Hi there.",
+        "I work night shifts as a nurse in Seattle.",
+        "On weekends I go hiking with my two dogs. I am vegetarian.",
+    ]
+    for i, text in enumerate(turns):
+        messages.append({"role": "user", "content": text})
+        response = await client.chat.completions.create(
+            model=MODEL,
+            messages=messages,  # type: ignore[arg-type]
+            user=user,
+            seed=i,
+            max_tokens=96,
+            extra_body={"rlpa": {"return_profile": True}},
+        )
+        reply = response.choices[0].message.content or ""
+        assert "<profile>" not in reply
+        messages.append({"role": "assistant", "content": reply})
+        extension = (response.model_extra or {})["rlpa"]
+        versions.append(extension["version"])
+        stored = _profile(gateway_url, user)
+        if extension["version"]:
+            assert stored.json()["traits"] == extension["profile"]
+            assert stored.json()["version"] == extension["version"]
+    assert versions[-1] >= 2 and versions == sorted(versions)
+
+
+async def test_temporary_chat_neither_reads_nor_writes(
+    client: openai.AsyncOpenAI, gateway_url: str
+) -> None:
+    user = f"temp-{uuid.uuid4().hex[:8]}"
+    response = await client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,  # type: ignore[arg-type]
+        user=user,
+        max_tokens=64,
+        extra_body={"rlpa": {"mode": "off", "return_profile": True}},
+    )
+    assert (response.model_extra or {})["rlpa"]["version"] == 0
+    assert _profile(gateway_url, user).status_code == 404
+
+
+async def test_no_user_is_served_and_stores_nothing(client: openai.AsyncOpenAI) -> None:
+    response = await client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        max_tokens=16,  # type: ignore[arg-type]
+    )
+    assert response.choices[0].message.content is not None
