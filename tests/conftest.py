@@ -1,1 +1,7 @@
-pytest_plugins = ["tests.fixtures.db", "tests.fixtures.app", "tests.fixtures.gateway"]
+pytest_plugins = [
+    "tests.fixtures.db",
+    "tests.fixtures.app",
+    "tests.fixtures.gateway",
+    "tests.fixtures.models",
+    "tests.fixtures.upstreams",
+]

@@ -1,0 +1,216 @@
+"""The gateway on the `openai` backend: a real llama.cpp server upstream, and scripted faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import openai
+import pytest
+
+from server.app import create_app
+from server.settings import Settings
+from tests.fixtures.db import ADMIN_KEY
+from tests.fixtures.live import serve
+from tests.fixtures.upstreams import LlamaServer, ScriptedUpstream
+
+pytestmark = pytest.mark.slow
+
+HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
+PROFILE_THEN_REPLY = [
+    "<profile>\n- drinks green tea\n",
+    "- lives in Lyon\n</profile>\n\n<response>\n",
+    "Bonjour",
+    " from",
+    " the",
+    " gateway.",
+    "\n</response>",
+]
+
+
+@pytest.fixture(scope="module")
+def scripted_gateway(
+    make_settings: Callable[..., Settings], scripted_pair: tuple[ScriptedUpstream, ScriptedUpstream]
+) -> Iterator[str]:
+    settings = make_settings(
+        backend="openai",
+        upstream_urls=[scripted_pair[0].url],
+        upstream_read_timeout_s=1.0,
+        upstream_retries=1,
+    )
+    with serve(create_app(settings)) as url:
+        yield url
+
+
+def _profile(gateway: str, user: str) -> httpx.Response:
+    return httpx.get(f"{gateway}/admin/users/{quote(user, safe='')}/profile", headers=HEADERS)
+
+
+def _client(gateway: str, key: str = ADMIN_KEY) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=key, max_retries=0, timeout=30)
+
+
+async def test_llama_cpp_server_upstream_streams_through_the_gateway(
+    make_settings: Callable[..., Settings], llama_server: LlamaServer
+) -> None:
+    settings = make_settings(
+        backend="openai",
+        upstream_urls=[llama_server.url],
+        upstream_api_key=llama_server.api_key,
+    )
+    with serve(create_app(settings)) as gateway:
+        async with _client(gateway) as client:
+            models = [m.id for m in (await client.models.list()).data]
+            assert models == [llama_server.model]
+            whole = await client.chat.completions.create(
+                model=models[0],
+                messages=[{"role": "user", "content": "Say hello."}],
+                max_tokens=24,
+                seed=4,
+            )
+            assert whole.choices[0].message.content
+            parts = []
+            async for chunk in await client.chat.completions.create(
+                model=models[0],
+                messages=[{"role": "user", "content": "Say hello."}],
+                max_tokens=24,
+                stream=True,
+            ):
+                parts += [c.delta.content or "" for c in chunk.choices]
+            assert "<profile>" not in "".join(parts)
+
+
+async def test_profile_block_from_upstream_is_hidden_and_stored(
+    scripted_gateway: str, upstream_a: ScriptedUpstream
+) -> None:
+    upstream_a.script.texts = PROFILE_THEN_REPLY
+    user = f"up-{uuid.uuid4().hex[:8]}"
+    async with _client(scripted_gateway) as client:
+        stream = await client.chat.completions.create(
+            model="scripted",
+            messages=[{"role": "user", "content": "hi"}],
+            user=user,
+            stream=True,
+            extra_body={"rlpa": {"return_profile": True}},
+        )
+        chunks = [chunk async for chunk in stream]
+    text = "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices)
+    assert text == "Bonjour from the gateway."
+    assert (chunks[-1].model_extra or {})["rlpa"] == {
+        "profile": ["drinks green tea", "lives in Lyon"],
+        "version": 1,
+    }
+    assert _profile(scripted_gateway, user).json()["traits"] == [
+        "drinks green tea",
+        "lives in Lyon",
+    ]
+    # The stored profile reaches the upstream in the next turn's system prompt.
+    async with _client(scripted_gateway) as client:
+        await client.chat.completions.create(
+            model="scripted", messages=[{"role": "user", "content": "again"}], user=user
+        )
+    system = upstream_a.bodies[-1]["messages"][0]["content"]
+    assert "- drinks green tea" in system and "- lives in Lyon" in system
+
+
+async def test_upstream_dying_mid_stream_sends_an_error_event_and_stores_nothing(
+    scripted_gateway: str, upstream_a: ScriptedUpstream
+) -> None:
+    upstream_a.script.texts = PROFILE_THEN_REPLY
+    upstream_a.script.die_after = 4
+    user = f"die-{uuid.uuid4().hex[:8]}"
+    body = {
+        "model": "scripted",
+        "user": user,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        async with http.stream(
+            "POST", f"{scripted_gateway}/v1/chat/completions", json=body, headers=HEADERS
+        ) as response:
+            assert response.status_code == 200
+            events = [line async for line in response.aiter_lines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"
+    error = json.loads(events[-2][len("data: ") :])
+    assert error["error"]["type"] == "upstream_error"
+    assert _profile(scripted_gateway, user).status_code == 404
+
+
+async def test_client_disconnect_after_the_profile_block_still_stores_it(
+    scripted_gateway: str, upstream_a: ScriptedUpstream
+) -> None:
+    upstream_a.script.texts = PROFILE_THEN_REPLY
+    upstream_a.script.delay_s = 0.3
+    user = f"gone-{uuid.uuid4().hex[:8]}"
+    body = {
+        "model": "scripted",
+        "user": user,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        async with http.stream(
+            "POST", f"{scripted_gateway}/v1/chat/completions", json=body, headers=HEADERS
+        ) as response:
+            async for line in response.aiter_lines():
+                if "Bonjour" in line:
+                    break  # leave mid-reply
+    for _ in range(50):
+        stored = _profile(scripted_gateway, user)
+        if stored.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert stored.json()["traits"] == ["drinks green tea", "lives in Lyon"]
+    for _ in range(50):  # the upstream sees the gateway leave too
+        if upstream_a.disconnects:
+            break
+        await asyncio.sleep(0.1)
+    assert upstream_a.disconnects == 1
+
+
+@pytest.mark.parametrize(
+    ("script", "status", "error"),
+    [
+        ({"status": 500}, 502, openai.InternalServerError),
+        ({"stall_s": 3.0}, 504, openai.InternalServerError),
+    ],
+)
+async def test_upstream_failures_map_to_gateway_statuses(
+    scripted_gateway: str,
+    upstream_a: ScriptedUpstream,
+    script: dict[str, Any],
+    status: int,
+    error: type[openai.APIStatusError],
+) -> None:
+    for name, value in script.items():
+        setattr(upstream_a.script, name, value)
+    user = f"fail-{uuid.uuid4().hex[:8]}"
+    async with _client(scripted_gateway) as client:
+        with pytest.raises(error) as caught:
+            await client.chat.completions.create(
+                model="scripted",
+                messages=[{"role": "user", "content": "hi"}],
+                user=user,
+                stream=True,
+            )
+    assert caught.value.status_code == status
+    assert _profile(scripted_gateway, user).status_code == 404
+
+
+async def test_all_upstreams_refusing_is_503(
+    make_settings: Callable[..., Settings], refusing_url: str
+) -> None:
+    settings = make_settings(backend="openai", upstream_urls=[refusing_url], model="any")
+    with serve(create_app(settings)) as gateway:
+        async with _client(gateway) as client:
+            with pytest.raises(openai.InternalServerError) as caught:
+                await client.chat.completions.create(
+                    model="any", messages=[{"role": "user", "content": "hi"}]
+                )
+    assert caught.value.status_code == 503
