@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from urllib.parse import quote
 
@@ -183,3 +184,81 @@ async def test_no_user_is_served_and_stores_nothing(client: openai.AsyncOpenAI) 
         max_tokens=16,  # type: ignore[arg-type]
     )
     assert response.choices[0].message.content is not None
+
+
+async def test_streamed_n_choices_carry_their_index(client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        max_tokens=16,
+        n=2,
+        seed=5,
+        stream=True,  # type: ignore[arg-type]
+    )
+    finished: dict[int, str | None] = {}
+    async for chunk in stream:
+        for choice in chunk.choices:
+            if choice.finish_reason:
+                finished[choice.index] = choice.finish_reason
+    assert sorted(finished) == [0, 1]
+
+
+async def test_stop_sequence_never_appears_and_ends_the_reply(client: openai.AsyncOpenAI) -> None:
+    free = await client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        max_tokens=64,
+        seed=9,  # type: ignore[arg-type]
+    )
+    words = (free.choices[0].message.content or "").split()
+    assert len(words) > 3
+    stop = words[2]
+    stopped = await client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        max_tokens=64,
+        seed=9,
+        stop=[stop],  # type: ignore[arg-type]
+    )
+    text = stopped.choices[0].message.content or ""
+    assert stop not in text and stopped.choices[0].finish_reason == "stop"
+    assert (free.choices[0].message.content or "").startswith(text.rstrip())
+
+
+async def test_concurrent_requests_never_mix_outputs(client: openai.AsyncOpenAI) -> None:
+    prompts = [
+        [{"role": "user", "content": "Tell me about cats."}],
+        [{"role": "user", "content": "What is the capital of France?"}],
+        [{"role": "user", "content": "Give me a pasta recipe."}],
+    ]
+
+    async def ask(messages: list[dict[str, str]]) -> str:
+        response = await client.chat.completions.create(
+            model=MODEL,
+            messages=messages,
+            max_tokens=32,
+            seed=11,  # type: ignore[arg-type]
+        )
+        return response.choices[0].message.content or ""
+
+    one_by_one = [await ask(m) for m in prompts]
+    together = await asyncio.gather(*(ask(m) for m in prompts))
+    assert list(together) == one_by_one
+
+
+async def test_personalization_off_user_stores_nothing(
+    client: openai.AsyncOpenAI, gateway_url: str
+) -> None:
+    user = f"off-{uuid.uuid4().hex[:8]}"
+    httpx.patch(
+        f"{gateway_url}/admin/users/{user}",
+        json={"personalization": False},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    await client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        max_tokens=48,
+        user=user,  # type: ignore[arg-type]
+    )
+    assert _profile(gateway_url, user).status_code == 404

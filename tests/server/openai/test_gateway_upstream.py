@@ -214,3 +214,74 @@ async def test_all_upstreams_refusing_is_503(
                     model="any", messages=[{"role": "user", "content": "hi"}]
                 )
     assert caught.value.status_code == 503
+
+
+async def _new_key(gateway: str, scopes: list[str], user: str | None = None) -> str:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"{gateway}/admin/keys", json={"scopes": scopes, "user": user}, headers=HEADERS
+        )
+    return str(response.json()["key"])
+
+
+async def test_personalization_off_gets_plain_chat_and_stores_nothing(
+    scripted_gateway: str, upstream_a: ScriptedUpstream
+) -> None:
+    user = f"optout-{uuid.uuid4().hex[:8]}"
+    path = f"{scripted_gateway}/admin/users/{user}"
+    httpx.put(f"{path}/profile", json={"traits": ["secret trait"]}, headers=HEADERS)
+    httpx.patch(path, json={"personalization": False}, headers=HEADERS)
+    upstream_a.script.texts = PROFILE_THEN_REPLY
+    messages = [{"role": "user", "content": "hello"}]
+    async with _client(scripted_gateway) as client:
+        await client.chat.completions.create(model="scripted", messages=messages, user=user)
+    assert upstream_a.bodies[-1]["messages"] == messages  # no RLPA prompt, no stored profile
+    history = httpx.get(f"{path}/profile/history", headers=HEADERS).json()["data"]
+    assert [v["traits"] for v in history] == [["secret trait"]]
+
+
+async def test_a_user_bound_key_overrides_the_user_field(
+    scripted_gateway: str, upstream_a: ScriptedUpstream
+) -> None:
+    bound, claimed = f"bound-{uuid.uuid4().hex[:6]}", f"claimed-{uuid.uuid4().hex[:6]}"
+    key = await _new_key(scripted_gateway, ["chat"], user=bound)
+    upstream_a.script.texts = PROFILE_THEN_REPLY
+    async with _client(scripted_gateway, key) as client:
+        await client.chat.completions.create(
+            model="scripted", messages=[{"role": "user", "content": "hi"}], user=claimed
+        )
+    assert _profile(scripted_gateway, bound).status_code == 200
+    assert _profile(scripted_gateway, claimed).status_code == 404
+
+
+async def test_an_admin_only_key_cannot_chat(scripted_gateway: str) -> None:
+    key = await _new_key(scripted_gateway, ["admin"])
+    async with _client(scripted_gateway, key) as client:
+        with pytest.raises(openai.PermissionDeniedError):
+            await client.chat.completions.create(
+                model="scripted", messages=[{"role": "user", "content": "hi"}]
+            )
+
+
+async def test_a_body_over_the_limit_is_413(scripted_gateway: str) -> None:
+    async with _client(scripted_gateway) as client:
+        with pytest.raises(openai.APIStatusError) as caught:
+            await client.chat.completions.create(
+                model="scripted", messages=[{"role": "user", "content": "x" * 2_000_000}]
+            )
+    assert caught.value.status_code == 413
+
+
+async def test_requests_over_the_per_key_rate_limit_get_429(
+    make_settings: Callable[..., Settings], upstream_a: ScriptedUpstream
+) -> None:
+    settings = make_settings(
+        backend="openai", upstream_urls=[upstream_a.url], rate_limit_per_minute=2
+    )
+    with serve(create_app(settings)) as gateway:
+        async with _client(gateway, await _new_key(gateway, ["chat"])) as client:
+            # Five requests at two a minute hit the limit even if a minute boundary falls between.
+            with pytest.raises(openai.RateLimitError) as caught:
+                for _ in range(5):
+                    await client.models.list()
+    assert caught.value.response.headers["retry-after"].isdigit()
