@@ -33,8 +33,15 @@ async def seed(dsn: str, tenant_id: int, users: int) -> None:
     try:
         await conn.copy_records_to_table(
             "end_user",
-            columns=["id", "tenant_id", "external_id", "personalization", "current_version",
-                     "created_at", "last_seen_at"],
+            columns=[
+                "id",
+                "tenant_id",
+                "external_id",
+                "personalization",
+                "current_version",
+                "created_at",
+                "last_seen_at",
+            ],
             records=[
                 (i, tenant_id, f"user-{i}", True, 1, _now(), _now()) for i in range(1, users + 1)
             ],
@@ -42,9 +49,7 @@ async def seed(dsn: str, tenant_id: int, users: int) -> None:
         await conn.copy_records_to_table(
             "profile_version",
             columns=["id", "end_user_id", "version", "traits", "source", "created_at"],
-            records=[
-                (i, i, 1, _traits_json(i), "model", _now()) for i in range(1, users + 1)
-            ],
+            records=[(i, i, 1, _traits_json(i), "model", _now()) for i in range(1, users + 1)],
         )
         for table in ("end_user", "profile_version"):
             await conn.execute(
@@ -113,13 +118,21 @@ async def main() -> None:
             await cached.get_state(tenant, f"user-{i}")
 
         results = [
-            ("read current profile (Redis)", await timed(
-                args.samples, lambda k: cached.get_state(tenant, f"user-{ids[k]}"))),
-            ("read current profile (Postgres)", await timed(
-                args.samples, lambda k: uncached.get_state(tenant, f"user-{ids[k]}"))),
-            ("write new version", await timed(
-                args.samples,
-                lambda k: cached.append(tenant, f"user-{ids[k]}", [f"t{k}"], source="model"))),
+            (
+                "read current profile (Redis)",
+                await timed(args.samples, lambda k: cached.get_state(tenant, f"user-{ids[k]}")),
+            ),
+            (
+                "read current profile (Postgres)",
+                await timed(args.samples, lambda k: uncached.get_state(tenant, f"user-{ids[k]}")),
+            ),
+            (
+                "write new version",
+                await timed(
+                    args.samples,
+                    lambda k: cached.append(tenant, f"user-{ids[k]}", [f"t{k}"], source="model"),
+                ),
+            ),
         ]
         print(f"\nprofile store, {args.users:,} users seeded (latency in ms)\n")
         print(f"| {'operation':<32} | {'samples':>7} | {'p50':>8} | {'p99':>8} |")

@@ -135,10 +135,6 @@ class LoadedModel:
                 param="messages",
                 code="context_length_exceeded",
             )
-        if job.seed is not None:
-            # A cached prompt prefix would be evaluated in different batches than a fresh prompt,
-            # which can move the logits in their last bits: a fixed seed must not depend on it.
-            self.llama.reset()
         self.llama.set_seed(_RANDOM_SEED if job.seed is None else job.seed % _RANDOM_SEED)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         scanner = StopScanner(job.stop)
