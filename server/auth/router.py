@@ -27,6 +27,8 @@ async def create_key(body: s.KeyCreate, principal: AdminDep, state: StateDep) ->
 
 @router.get("", response_model=s.KeyList)
 async def list_keys(principal: AdminDep, state: StateDep) -> s.KeyList:
+    if principal.bound_user is not None:
+        raise PermissionDeniedError("A key bound to one user cannot list keys.")
     async with transaction(state.sessionmaker) as session:
         keys = await repository.list_keys(session, principal.tenant_id)
     return s.KeyList(data=[service.key_read(k, principal.tenant_name) for k in keys])
