@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -69,7 +70,11 @@ async def _keys_async(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlpa", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="rlpa",
+        description=__doc__,
+        epilog="Training: rlpa train sft|rl, rlpa eval, rlpa export (extra `train`; see --help).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway (settings from RLPA_* / .env)")
@@ -100,7 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Offline training commands live in the `training` package (extra `train`). The gateway never
+# imports it; the command line hands these words over to it at run time.
+TRAINING_COMMANDS = ("train", "eval", "export")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TRAINING_COMMANDS:
+        try:
+            training_cli = importlib.import_module("training.cli")
+        except ImportError as exc:
+            print(
+                f"`rlpa {argv[0]}` needs the training extra: pip install -e '.[train]' ({exc})",
+                file=sys.stderr,
+            )
+            return 2
+        code: int = training_cli.main(argv)
+        return code
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result
