@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -49,6 +50,23 @@ def scripted_gateway(
 
 def _profile(gateway: str, user: str) -> httpx.Response:
     return httpx.get(f"{gateway}/admin/users/{quote(user, safe='')}/profile", headers=HEADERS)
+
+
+async def _sse_lines(gateway: str, user: str) -> AsyncIterator[str]:
+    """A raw streamed chat turn, line by line, as an SSE client sees it."""
+    body = {
+        "model": "scripted",
+        "user": user,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("POST", f"{gateway}/v1/chat/completions", json=body, headers=HEADERS) as resp,
+    ):
+        assert resp.status_code == 200
+        async for line in resp.aiter_lines():
+            yield line
 
 
 def _client(gateway: str, key: str = ADMIN_KEY) -> openai.AsyncOpenAI:
@@ -124,18 +142,7 @@ async def test_upstream_dying_mid_stream_sends_an_error_event_and_stores_nothing
     upstream_a.script.texts = PROFILE_THEN_REPLY
     upstream_a.script.die_after = 4
     user = f"die-{uuid.uuid4().hex[:8]}"
-    body = {
-        "model": "scripted",
-        "user": user,
-        "stream": True,
-        "messages": [{"role": "user", "content": "hi"}],
-    }
-    async with httpx.AsyncClient(timeout=30) as http:
-        async with http.stream(
-            "POST", f"{scripted_gateway}/v1/chat/completions", json=body, headers=HEADERS
-        ) as response:
-            assert response.status_code == 200
-            events = [line async for line in response.aiter_lines() if line.startswith("data: ")]
+    events = [line async for line in _sse_lines(scripted_gateway, user) if line.startswith("data")]
     assert events[-1] == "data: [DONE]"
     error = json.loads(events[-2][len("data: ") :])
     assert error["error"]["type"] == "upstream_error"
@@ -148,19 +155,10 @@ async def test_client_disconnect_after_the_profile_block_still_stores_it(
     upstream_a.script.texts = PROFILE_THEN_REPLY
     upstream_a.script.delay_s = 0.3
     user = f"gone-{uuid.uuid4().hex[:8]}"
-    body = {
-        "model": "scripted",
-        "user": user,
-        "stream": True,
-        "messages": [{"role": "user", "content": "hi"}],
-    }
-    async with httpx.AsyncClient(timeout=30) as http:
-        async with http.stream(
-            "POST", f"{scripted_gateway}/v1/chat/completions", json=body, headers=HEADERS
-        ) as response:
-            async for line in response.aiter_lines():
-                if "Bonjour" in line:
-                    break  # leave mid-reply
+    async with aclosing(_sse_lines(scripted_gateway, user)) as lines:
+        async for line in lines:
+            if "Bonjour" in line:
+                break  # leave mid-reply: closing the generator closes the connection
     for _ in range(50):
         stored = _profile(scripted_gateway, user)
         if stored.status_code == 200:
