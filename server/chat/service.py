@@ -75,7 +75,7 @@ class ChatService:
                 f"The model '{body.model}' does not exist.", param="model", code="model_not_found"
             )
         params = self._params(body)
-        user = principal.bound_user or body.user
+        user = principal.bound_user or body.user or None  # an empty `user` names no one
         if user is not None:
             validate_user(user)
         remember = user is not None and body.rlpa.mode == "on"
