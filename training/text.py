@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 
-_WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
+_CURLY = "\u2019"  # the typographic apostrophe models and phones write
+_WORD = re.compile(r"[A-Za-z0-9]+(?:['\u2019-][A-Za-z0-9]+)*")
 
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being
@@ -31,12 +32,12 @@ NUMBER_WORDS = {
 
 
 def words(text: str) -> list[str]:
-    return [w.replace("’", "'") for w in _WORD.findall(text)]
+    return [w.replace(_CURLY, "'") for w in _WORD.findall(text)]
 
 
 def stem(word: str) -> str:
     """A crude suffix stripper: enough for "cooking"/"cooks"/"cook" to meet, nothing more."""
-    w = word.lower().replace("’", "'")
+    w = word.lower().replace(_CURLY, "'")
     if w.endswith("'s"):
         w = w[:-2]
     if w.endswith("ies") and len(w) > 4:
@@ -97,7 +98,28 @@ def entities(text: str) -> set[str]:
     return found
 
 
+def names_conflict(a: str, b: str) -> bool:
+    """Both traits name something (a place, a person, a number) and share none of it:
+    "lives in Seattle" vs "lives in Portland" are about the same topic but disagree."""
+    left, right = entities(a), entities(b)
+    return bool(left) and bool(right) and not (left & right)
+
+
 def sentences(text: str) -> list[str]:
     """Split on sentence punctuation followed by whitespace; keeps the punctuation."""
     parts = re.split(r"(?<=[.!?])\s+(?=[\"'A-Z0-9])", text.strip())
     return [p.strip() for p in parts if p.strip()]
+
+
+FLATTERY = (
+    "great question", "good question", "excellent question", "fantastic question",
+    "what a question", "amazing", "you're so smart", "you are so smart", "so clever",
+    "brilliant", "what a wonderful", "what a great", "impressive", "so insightful",
+    "you're absolutely right", "you are absolutely right", "genius", "you're awesome",
+    "i love that you", "love that question", "you have great taste", "you're clearly",
+)  # fmt: skip
+
+
+def is_flattering(text: str) -> bool:
+    lowered = " ".join(text.lower().replace(_CURLY, "'").split())
+    return any(phrase in lowered for phrase in FLATTERY)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from training.data.catalogue.types import V, explicit, templated
+from training.data.catalogue.types import V, explicit, same, templated
 
 OCCUPATION = templated(
     "occupation",
     "work working job career office shift colleague boss profession workplace employer company",
     third="works as {x}|is {x}|has a job as {x}",
-    first="I'm {x}.|I work as {x}.|I've been working as {x} for a few years now.|Job-wise, I'm {x}.",
+    first="I'm {x}.|I work as {x}.|I've been working as {x} for years.|Job-wise, I'm {x}.",
     fills={
         "nurse": "a nurse|I'm a nurse on a busy hospital ward.",
         "software developer": "a software developer|I write code for a living.",
@@ -28,7 +28,7 @@ OCCUPATION = templated(
     extra={
         "retired": V(
             "is retired|no longer works, having retired",
-            "I'm retired now.|Retired, finally, so my days are my own.|I stopped working a while back.",
+            "I'm retired now.|Retired, so my days are my own.|I stopped working years ago.",
         ),
         "university student": V(
             "is a university student|studies at university",
@@ -72,14 +72,25 @@ MARITAL = explicit(
     "marital",
     "married single partner wife husband spouse relationship dating wedding girlfriend boyfriend",
     {
-        "single": V("is single|isn't in a relationship", "I'm single.|Not seeing anyone at the moment."),
-        "married": V("is married|has a spouse", "I'm married.|My spouse and I have been married ten years."),
-        "divorced": V("is divorced|went through a divorce", "I'm divorced.|My divorce went through last year."),
-        "engaged": V("is engaged|is planning a wedding", "I just got engaged.|We're planning our wedding."),
-        "widowed": V("is widowed|lost their spouse", "I lost my spouse a few years ago.|My spouse passed away."),
+        "single": V(
+            "is single|isn't in a relationship", "I'm single.|Not seeing anyone at the moment."
+        ),
+        "married": V(
+            "is married|has a spouse", "I'm married.|My spouse and I have been married ten years."
+        ),
+        "divorced": V(
+            "is divorced|went through a divorce", "I'm divorced.|My divorce went through last year."
+        ),
+        "engaged": V(
+            "is engaged|is planning a wedding", "I just got engaged.|We're planning our wedding."
+        ),
+        "widowed": V(
+            "is widowed|lost their spouse",
+            "I lost my spouse a few years ago.|My spouse passed away.",
+        ),
         "long-term partner": V(
             "has a long-term partner|is in a long-term relationship",
-            "I've been with my partner for years.|My partner and I aren't married, but we're solid.",
+            "I've been with my partner for years.|We're not married, but it's serious.",
         ),
     },
 )
@@ -88,8 +99,13 @@ CHILDREN = explicit(
     "children",
     "kid kids child children son daughter baby toddler parenting school teenager family",
     {
-        "no children": V("has no children|doesn't have kids", "No kids for me.|I don't have children."),
-        "a toddler": V("has a toddler|has a two-year-old", "I've got a toddler at home.|My little one just turned two."),
+        "no children": V(
+            "has no children|doesn't have kids", "No kids for me.|I don't have children."
+        ),
+        "a toddler": V(
+            "has a toddler|has a two-year-old",
+            "I've got a toddler at home.|My little one just turned two.",
+        ),
         "two school-age kids": V(
             "has two school-age kids|has two children in primary school",
             "I have two kids, both in school.|My two are seven and nine.",
@@ -132,24 +148,25 @@ LOCATION = templated(
     "city live living area neighborhood neighbourhood weather local town where nearby country",
     third="lives in {x}|is based in {x}|calls {x} home",
     first="I live in {x}.|I'm in {x}.|I'm based in {x}, been here for years.",
-    fills={
-        city: city
-        for city in (
-            "Seattle Portland Chicago Austin Denver Toronto Vancouver Manchester Dublin "
-            "Melbourne Edinburgh Lyon Berlin Barcelona Auckland Glasgow"
-        ).split()
-    },
+    fills=same(
+        "Seattle|Portland|Chicago|Austin|Denver|Toronto|Vancouver|Manchester|"
+        "Dublin|Melbourne|Edinburgh|Lyon|Berlin|Barcelona|Auckland|Glasgow"
+    ),
 )
 
 AGE = explicit(
     "age",
     "age old young birthday generation years retire retirement",
     {
-        "early twenties": V("is in their early twenties|is about 22 years old", "I'm 22.|I'm in my early twenties."),
+        "early twenties": V(
+            "is in their early twenties|is about 22 years old", "I'm 22.|I'm in my early twenties."
+        ),
         "thirties": V("is in their thirties|is in their mid-thirties", "I'm 35.|I'm mid-thirties."),
         "forties": V("is in their forties|is in their mid-forties", "I'm 44.|I'm in my forties."),
         "fifties": V("is in their fifties|is in their late fifties", "I'm 57.|I'm in my fifties."),
-        "over sixty-five": V("is over sixty-five|is in their late sixties", "I'm 68.|I'm past sixty-five now."),
+        "over sixty-five": V(
+            "is over sixty-five|is in their late sixties", "I'm 68.|I'm past sixty-five now."
+        ),
     },
 )
 
@@ -157,11 +174,26 @@ EDUCATION = explicit(
     "education",
     "school study studies studied degree university college education course learning learn",
     {
-        "high school": V("finished high school|has a high school diploma", "I finished high school and went to work.|High school was as far as I went."),
-        "trade certificate": V("has a trade certificate|trained through an apprenticeship", "I did an apprenticeship instead of college.|I learned my trade on the job."),
-        "bachelor's degree": V("has a bachelor's degree|graduated from college", "I've got a bachelor's degree.|I did a four-year degree."),
-        "master's degree": V("has a master's degree|holds a postgraduate degree", "I did a master's.|I have a master's degree."),
+        "high school": V(
+            "finished high school|has a high school diploma",
+            "I finished high school and went to work.|High school was as far as I went.",
+        ),
+        "trade certificate": V(
+            "has a trade certificate|trained through an apprenticeship",
+            "I did an apprenticeship instead of college.|I learned my trade on the job.",
+        ),
+        "bachelor's degree": V(
+            "has a bachelor's degree|graduated from college",
+            "I've got a bachelor's degree.|I did a four-year degree.",
+        ),
+        "master's degree": V(
+            "has a master's degree|holds a postgraduate degree",
+            "I did a master's.|I have a master's degree.",
+        ),
         "PhD": V("has a PhD|holds a doctorate", "I have a PhD.|I did a doctorate years ago."),
-        "self-taught": V("is self-taught|learned most things on their own", "I'm mostly self-taught.|I learned everything from books and videos."),
+        "self-taught": V(
+            "is self-taught|learned most things on their own",
+            "I'm mostly self-taught.|I learned everything from books and videos.",
+        ),
     },
 )

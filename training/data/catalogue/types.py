@@ -41,12 +41,19 @@ def _capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def V(third: str, first: str) -> tuple[str, str]:  # noqa: N802 - reads as a table row
+def same(names: str) -> dict[str, str]:
+    """Fills that are their own value name: same("Seattle|Portland")."""
+    return {name: name for name in _alternatives(names)}
+
+
+def V(third: str, first: str) -> tuple[str, str]:  # capitalised: reads as a table row
     """An explicitly phrased value: third-person and first-person alternatives."""
     return third, first
 
 
-def explicit(name: str, keywords: str, values: dict[str, tuple[str, str]], max_values: int = 1) -> Kind:
+def explicit(
+    name: str, keywords: str, values: dict[str, tuple[str, str]], max_values: int = 1
+) -> Kind:
     built = tuple(
         Value(value, _alternatives(third), _alternatives(first))
         for value, (third, first) in values.items()

@@ -1,0 +1,124 @@
+"""How a simulated user says its traits, which topics make a trait relevant, and how a
+preference changes. Shared by the scripted and the LLM-backed users."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+from training.data.catalogue import KINDS, conflicts, key, lookup
+from training.data.profiles import Profile, Trait
+from training.text import content_words, stem
+
+# Verbs that say nothing about the topic: "enjoys" must not make a hobby relevant to every
+# sentence with "enjoy" in it.
+_GENERIC = frozenset(
+    stem(w)
+    for w in """is was has have had does enjoys enjoy loves love likes like prefers prefer wants
+    want works work lives live big lot every day good""".split()
+)
+_IRREGULAR = {"is": "I'm", "has": "I have", "does": "I do", "goes": "I go"} | {
+    modal: f"I {modal}" for modal in "was had did would will can could".split()
+}
+_ADVERBS = frozenset("always often usually really still never sometimes rarely mostly".split())
+_POSSESSIVES = re.compile(r"\b(?:his|her|their)\b", re.I)
+_REFLEXIVES = re.compile(r"\b(?:himself|herself|themselves|themself)\b", re.I)
+_TASTES = ("diet", "cuisine", "drink", "hobbies", "sport", "music", "reading", "travel", "screen")
+"""Kinds a user plausibly changes their mind about mid-conversation."""
+
+
+def _base_form(verb: str) -> str:
+    if verb.endswith("ies") and len(verb) > 4:
+        return verb[:-3] + "y"
+    if verb.endswith(("ches", "shes", "sses", "xes", "zes")):
+        return verb[:-2]
+    return verb[:-1] if verb.endswith("s") and not verb.endswith("ss") else verb
+
+
+def first_person(text: str) -> str:
+    """A third-person trait as something the user would say: "enjoys running" -> "I enjoy
+    running."; used for traits the catalogue has no first-person sentences for."""
+    words = _REFLEXIVES.sub("myself", _POSSESSIVES.sub("my", text.strip().rstrip("."))).split()
+    if not words:
+        return ""
+    lead = []
+    while len(words) > 1 and words[0].lower() in _ADVERBS:
+        lead.append(words.pop(0))
+    verb, rest = words[0].lower(), words[1:]
+    if words[0].lower() == "my":
+        sentence = " ".join(["My", *words[1:]])
+    elif verb in _IRREGULAR:
+        subject, *tail = _IRREGULAR[verb].split()
+        sentence = " ".join([subject, *lead, *tail, *rest])
+    elif verb.endswith("s") and not verb.endswith("ss"):
+        sentence = " ".join(["I", *lead, _base_form(verb), *rest])
+    else:
+        phrase = " ".join([*lead, *words])
+        sentence = "Me? " + phrase[:1].upper() + phrase[1:]
+    return sentence + "."
+
+
+def reveal_options(trait: Trait) -> list[str]:
+    """Every sentence the user may use to reveal this trait."""
+    entry = lookup(trait.kind, trait.value)
+    return list(entry.first) if entry else [first_person(trait.text)]
+
+
+def value_words(trait: Trait) -> set[str]:
+    """Words that name the trait's value itself ("nurse", "seattle"): evidence it was said."""
+    entry = lookup(trait.kind, trait.value)
+    phrasings = [trait.text, *(entry.third if entry else ())]
+    words: set[str] = set()
+    for phrasing in phrasings:
+        words |= content_words(phrasing)
+    return (words | content_words(trait.value)) - _GENERIC
+
+
+def topic_words(trait: Trait) -> set[str]:
+    """Words that make the trait relevant: its value's words plus its kind's topic words."""
+    kind = KINDS.get(trait.kind)
+    topics = {stem(word) for word in kind.keywords} if kind else set()
+    return value_words(trait) | topics
+
+
+def swap(trait: Trait, profile: Profile, rng: random.Random) -> Trait | None:
+    """The same kind with another value the rest of the profile allows, or None."""
+    kind = KINDS.get(trait.kind)
+    if kind is None:
+        return None
+    held = {key(t.kind, t.value) for t in profile.traits if t != trait}
+    options = [
+        value
+        for value in kind.values
+        if value.name != trait.value
+        and not conflicts(key(kind.name, value.name), held)
+        and key(kind.name, value.name) not in held
+    ]
+    if not options:
+        return None
+    value = rng.choice(options)
+    return Trait(kind.name, value.name, rng.choice(value.third))
+
+
+def choose_change(
+    profile: Profile, revealed: Sequence[Trait], rng: random.Random
+) -> tuple[Trait, Trait] | None:
+    """Which trait changes and into what: a revealed taste first, then any revealed trait, then
+    any trait at all (announcing the change reveals it)."""
+    revealed_set = set(revealed)
+    pools = [
+        [t for t in profile.traits if t in revealed_set and t.kind in _TASTES],
+        [t for t in profile.traits if t in revealed_set],
+        list(profile.traits),
+    ]
+    for pool in pools:
+        for old in rng.sample(pool, len(pool)):
+            new = swap(old, profile, rng)
+            if new is not None:
+                return old, new
+    return None
+
+
+def replace_trait(profile: Profile, old: Trait, new: Trait) -> Profile:
+    return Profile(profile.id, [new if t == old else t for t in profile.traits])

@@ -1,0 +1,145 @@
+"""An offline, rule-based simulated user: deterministic per seed, no model, fast enough for tests
+and for cheap rollouts. It follows RLPA's role-play rules as rules rather than as a prompt."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+from training.data.profiles import Profile, Trait
+from training.simulators.base import Message
+from training.simulators.phrasing import (
+    choose_change,
+    replace_trait,
+    reveal_options,
+    topic_words,
+)
+from training.text import content_words, is_flattering, similarity
+
+OPENERS = (
+    "hey. need some ideas for dinner tonight.",
+    "Hi. Can you help me plan my weekend?",
+    "got any tips for sleeping better?",
+    "What's a good book to read next?",
+    "hi, I'm bored. Any ideas for this evening?",
+    "How do people stay motivated with exercise?",
+    "Need a gift idea for a friend.",
+    "Any suggestions for a short trip?",
+    "hey, what should I watch tonight?",
+    "How do I get better at saving money?",
+)
+COOL = ("Okay.", "Hm, maybe.", "Sure.", "Not sure yet.", "Fine.")
+EVASIVE = ("Not really, no.", "Hard to say.", "Dunno, haven't thought about it.", "Eh, depends.")
+WARM = ("Yeah, fair enough.", "Makes sense, I guess.", "Could be, go on.", "Right, okay.")
+REPEATED = (
+    "You already said that.",
+    "That's the same thing you said before.",
+    "You keep saying the same thing.",
+)
+FLATTERED = ("Skip the compliments.", "No need to butter me up.", "Less flattery, please.")
+LEADS = ("Honestly, ", "Well, ", "For what it's worth, ", "Thing is, ")
+CHANGED = ("Actually, that's changed: ", "Oh, update on that: ", "Scratch what I said earlier: ")
+
+REPEAT_SIMILARITY = 0.85
+
+
+class ScriptedUser:
+    """Reveals at most ceil(share x profile size) traits per reply: ones the assistant's last
+    message makes relevant, and after `warm_up_turns` messages also unprompted ones."""
+
+    def __init__(
+        self,
+        change_at_turn: int | None = None,
+        share: float = 0.15,
+        warm_up_turns: int = 2,
+        unprompted: float = 0.7,
+    ) -> None:
+        self.change_at_turn = change_at_turn
+        """Index of the user message (0 = the opener) that announces a preference change."""
+        self.share = share
+        self.warm_up_turns = warm_up_turns
+        self.unprompted = unprompted
+        """Chance, once warmed up, of volunteering a trait nothing asked about."""
+        self.start(Profile("empty"), 0)
+
+    def start(self, profile: Profile, seed: int) -> None:
+        self._profile = Profile(profile.id, list(profile.traits))
+        self._rng = random.Random(seed)
+        self._revealed: list[Trait] = []
+        self._announce: Trait | None = None
+
+    def revealed(self) -> list[Trait]:
+        return list(self._revealed)
+
+    def true_profile(self) -> Profile:
+        return Profile(self._profile.id, list(self._profile.traits))
+
+    def change_preference(self) -> tuple[Trait, Trait] | None:
+        change = choose_change(self._profile, self._revealed, self._rng)
+        if change is None:
+            return None
+        old, new = change
+        self._profile = replace_trait(self._profile, old, new)
+        self._revealed = [t for t in self._revealed if t != old]
+        self._announce = new
+        return change
+
+    @property
+    def per_reply(self) -> int:
+        return max(1, math.ceil(self.share * len(self._profile.traits)))
+
+    def reply(self, history: Sequence[Message]) -> str:
+        turn = sum(1 for message in history if message["role"] == "user")
+        if turn == 0:
+            return self._rng.choice(OPENERS)
+        said = [m["content"] for m in history if m["role"] == "assistant"]
+        last = said[-1] if history and history[-1]["role"] == "assistant" else ""
+        if turn == self.change_at_turn:
+            self.change_preference()
+        parts = self._complaints(last, said[:-1] if last else said)
+        before = len(self._revealed)
+        if self._announce is not None:
+            parts.append(self._rng.choice(CHANGED) + self._say(self._announce))
+            self._revealed.append(self._announce)
+            self._announce = None
+        # The announced change counts against the share, like any other revealed trait.
+        budget = min(self.per_reply - (len(self._revealed) - before), 3 - len(parts))
+        for trait in self._pick(last, turn, budget):
+            parts.append(self._say(trait, lead=True))
+            self._revealed.append(trait)
+        if not parts:
+            parts.append(self._small_talk(last, turn))
+        return " ".join(parts)
+
+    def _complaints(self, last: str, earlier: Sequence[str]) -> list[str]:
+        if last and any(similarity(last, old) >= REPEAT_SIMILARITY for old in earlier):
+            return [self._rng.choice(REPEATED)]
+        if is_flattering(last):
+            return [self._rng.choice(FLATTERED)]
+        return []
+
+    def _pick(self, last: str, turn: int, budget: int) -> list[Trait]:
+        hidden = [t for t in self._profile.traits if t not in self._revealed]
+        self._rng.shuffle(hidden)
+        words = content_words(last)
+        scored = [(len(topic_words(t) & words), t) for t in hidden]
+        relevant = [t for score, t in sorted(scored, key=lambda p: -p[0]) if score > 0]
+        chosen = relevant[: max(budget, 0)]
+        rest = [t for t in hidden if t not in chosen]
+        warm = turn >= self.warm_up_turns
+        if warm and rest and len(chosen) < budget and self._rng.random() < self.unprompted:
+            chosen.append(rest[0])
+        return chosen
+
+    def _say(self, trait: Trait, lead: bool = False) -> str:
+        sentence = self._rng.choice(reveal_options(trait))
+        # Only sentences opening with "I" keep their capital after a lead-in.
+        if lead and sentence.startswith(("I ", "I'")) and self._rng.random() < 0.3:
+            return self._rng.choice(LEADS) + sentence
+        return sentence
+
+    def _small_talk(self, last: str, turn: int) -> str:
+        if "?" in last:
+            return self._rng.choice(EVASIVE)
+        return self._rng.choice(WARM if turn >= self.warm_up_turns else COOL)
