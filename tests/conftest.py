@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.gateway",
     "tests.fixtures.models",
     "tests.fixtures.upstreams",
+    "tests.fixtures.tiny_models",
 ]

@@ -1,0 +1,3 @@
+from training.export.main import main
+
+raise SystemExit(main())

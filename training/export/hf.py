@@ -1,0 +1,131 @@
+"""Hugging Face checkpoints of a trained RLPA model, stamped with the contract they were trained on.
+
+Two forms, both with the tokenizer and an `rlpa.json` beside the weights:
+
+- `hf-merged`: the LoRA merged into the base weights; a plain transformers checkpoint. vLLM serves
+  it directly: `vllm serve <dir> --served-model-name rlpa`.
+- `hf-adapter`: the PEFT adapter alone (`adapter_config.json`, `adapter_model.safetensors`).
+  vLLM serves it on top of the base model:
+  `vllm serve <base model> --enable-lora --lora-modules rlpa=<dir> --max-lora-rank <r>`,
+  where `<base model>` is a HF checkpoint of the same base (HuggingFaceTB/SmolLM2-135M-Instruct
+  for the default), and clients ask for the model `rlpa`. Reload it in Python with
+  `PeftModel.from_pretrained`.
+
+`rlpa.json` records `server.rlpa.CONTRACT_VERSION`: a checkpoint trained on one prompt/output
+contract must not be served under another, so `read_rlpa_json` refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from server.rlpa import CONTRACT_VERSION
+
+RLPA_JSON = "rlpa.json"
+ExportFormat = Literal["hf-merged", "hf-adapter", "gguf-lora"]
+
+
+class ContractVersionError(ValueError):
+    """A checkpoint was exported for another version of the prompt/output contract."""
+
+
+def export_hf(
+    model_or_peft_model: Any,
+    tokenizer: Any,
+    out_dir: str | Path,
+    *,
+    merged: bool,
+    base_model: str,
+    recipe: dict[str, Any],
+    eval_summary: dict[str, Any] | None = None,
+) -> Path:
+    """Write a Hugging Face checkpoint, the tokenizer and `rlpa.json` to `out_dir`; returns it.
+
+    `merged=True` merges a PEFT model's LoRA into a copy of its base weights (the caller's model
+    is left as it was) or saves a fully fine-tuned model as it is; `merged=False` saves the PEFT
+    adapter alone. `base_model` names what the adapter applies to (a hub id or the GGUF path),
+    `recipe` is the training recipe and `eval_summary` the evaluation card, copied into rlpa.json.
+    """
+    from peft import PeftModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    is_peft = isinstance(model_or_peft_model, PeftModel)
+    if merged:
+        model = model_or_peft_model
+        if is_peft:
+            model = copy.deepcopy(model_or_peft_model).merge_and_unload()
+        model.save_pretrained(out)
+    elif is_peft:
+        _save_adapter(model_or_peft_model, out, base_model)
+    else:
+        raise ValueError("an adapter export needs a PeftModel; export a plain model merged=True")
+    tokenizer.save_pretrained(out)
+    write_rlpa_json(
+        out,
+        export_format="hf-merged" if merged else "hf-adapter",
+        base_model=base_model,
+        recipe=recipe,
+        eval_summary=eval_summary,
+    )
+    return out
+
+
+def _save_adapter(peft_model: Any, out: Path, base_model: str) -> None:
+    """Save the adapter with `base_model` as its `base_model_name_or_path` (which would otherwise
+    be wherever the base was loaded from, e.g. a local GGUF folder), leaving the model as it was."""
+    configs = peft_model.peft_config.values()
+    loaded_from = [config.base_model_name_or_path for config in configs]
+    try:
+        for config in configs:
+            config.base_model_name_or_path = base_model
+        # "auto" would ask the hub whether the base model's vocabulary was resized.
+        peft_model.save_pretrained(out, save_embedding_layers=False)
+    finally:
+        for config, name in zip(configs, loaded_from, strict=True):
+            config.base_model_name_or_path = name
+
+
+def write_rlpa_json(
+    out_dir: str | Path,
+    *,
+    export_format: ExportFormat,
+    base_model: str,
+    recipe: dict[str, Any],
+    eval_summary: dict[str, Any] | None,
+) -> Path:
+    """Write `rlpa.json` into `out_dir`: the contract version and where the checkpoint came from."""
+    card = {
+        "contract_version": CONTRACT_VERSION,
+        "base_model": base_model,
+        "recipe": recipe,
+        "eval": eval_summary,
+        "format": export_format,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    path = Path(out_dir) / RLPA_JSON
+    path.write_text(json.dumps(card, indent=2, default=str) + "\n")
+    return path
+
+
+def read_rlpa_json(path: str | Path) -> dict[str, Any]:
+    """The `rlpa.json` of a checkpoint (its directory or the file itself).
+
+    Raises `FileNotFoundError` if there is none and `ContractVersionError` if the checkpoint was
+    exported for another contract version than this code's `CONTRACT_VERSION`.
+    """
+    file = Path(path)
+    if file.is_dir():
+        file = file / RLPA_JSON
+    card: dict[str, Any] = json.loads(file.read_text())
+    found = card.get("contract_version")
+    if found != CONTRACT_VERSION:
+        raise ContractVersionError(
+            f"{file} was exported for RLPA contract version {found!r}; this code speaks version "
+            f"{CONTRACT_VERSION}. Retrain or re-export the checkpoint with the current contract."
+        )
+    return card

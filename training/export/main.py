@@ -1,0 +1,164 @@
+"""`rlpa export` (or `python -m training.export`): a trained model, in the forms the servers load.
+
+Reads the final directory SFT/RL wrote (a PEFT adapter, or a fully fine-tuned model) and writes:
+
+- `<out_dir>/hf-merged/`  merged HF checkpoint (vLLM: `vllm serve <dir>`)
+- `<out_dir>/hf-adapter/` PEFT adapter (vLLM: `--enable-lora --lora-modules rlpa=<dir>`)
+- `<out_dir>/gguf/adapter.gguf` llama.cpp LoRA for the embedded gateway (`RLPA_ADAPTER=<file>`)
+
+each with an `rlpa.json` (a full fine-tune has no adapter: only `hf-merged`). If the checkpoint
+has an `rlpa.json` (SFT and RL write one), its contract version is checked, its base model is
+the default base, and its recipe and eval card are carried over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("hf-merged", "hf-adapter", "gguf-lora")
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: str  # the final directory of an SFT or RL run: a PEFT adapter or a full model
+    out_dir: str
+    # The base an adapter applies to: a GGUF file or a HF checkpoint directory.
+    # "": the checkpoint's rlpa.json base_model, else the SmolLM2 GGUF.
+    base_model: str = ""
+    formats: list[str] = field(default_factory=list)  # empty: every format that applies
+    eval_summary: str | None = None  # a JSON eval card; overrides the checkpoint's own
+    gguf_dtype: str = "f32"  # "f32" or "f16" for the GGUF LoRA tensors
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The entry point of `rlpa export` and `python -m training.export`."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    written = run_export(parse_config(argv))
+    for export_format, path in written.items():
+        print(f"{export_format}: {path}")
+    return 0
+
+
+def parse_config(argv: list[str] | None = None) -> ExportConfig:
+    """An `ExportConfig` from a YAML recipe (`--recipe`); command-line flags take priority."""
+    parser = argparse.ArgumentParser(
+        prog="rlpa export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--recipe", help="YAML file (or its name in training/recipes) of ExportConfig fields"
+    )
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--out-dir")
+    parser.add_argument("--base-model")
+    parser.add_argument("--formats", help=f"comma-separated, from {','.join(FORMATS)}")
+    parser.add_argument("--eval-summary")
+    parser.add_argument("--gguf-dtype", choices=["f32", "f16"])
+    args = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    if recipe := args.pop("recipe"):
+        import yaml
+
+        values.update(yaml.safe_load(_recipe_path(recipe).read_text()) or {})
+    if args.get("formats"):
+        args["formats"] = args["formats"].split(",")
+    values.update({key: value for key, value in args.items() if value is not None})
+    missing = [name for name in ("checkpoint", "out_dir") if not values.get(name)]
+    if missing:
+        parser.error(f"missing {', '.join(missing)} (in the recipe or as flags)")
+    config = ExportConfig(**values)
+    unknown = sorted(set(config.formats) - set(FORMATS))
+    if unknown:
+        parser.error(f"unknown formats {unknown}; choose from {list(FORMATS)}")
+    return config
+
+
+def _recipe_path(name: str) -> Path:
+    # As training.config.recipe_path, without importing TRL for a file lookup.
+    path = Path(name)
+    shipped = Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml"
+    return shipped if not path.exists() and shipped.exists() else path
+
+
+def run_export(config: ExportConfig) -> dict[str, Path]:
+    """Write each format of `config.formats`; returns where each went."""
+    from training.export.hf import RLPA_JSON, read_rlpa_json
+
+    checkpoint = Path(config.checkpoint)
+    card = read_rlpa_json(checkpoint) if (checkpoint / RLPA_JSON).exists() else {}
+    eval_summary = card.get("eval")
+    if config.eval_summary:
+        eval_summary = json.loads(Path(config.eval_summary).read_text())
+    is_adapter = (checkpoint / "adapter_config.json").exists()
+    formats = config.formats or (list(FORMATS) if is_adapter else ["hf-merged"])
+    if not is_adapter and formats != ["hf-merged"]:
+        raise ValueError(f"{checkpoint} is a full model, not an adapter: export it as hf-merged")
+    base = config.base_model or card.get("base_model") or ""
+    model, tokenizer, base_name = _load_trained(checkpoint, base)
+    card_for = {
+        "base_model": card.get("base_model") or base_name,
+        "recipe": {**(card.get("recipe") or {}), "export": dataclasses.asdict(config)},
+        "eval_summary": eval_summary,
+    }
+    out = Path(config.out_dir)
+    written = {name: _write(name, model, tokenizer, out, config, card_for) for name in formats}
+    for name, path in written.items():
+        logger.info("wrote %s to %s", name, path)
+    return written
+
+
+def _write(
+    export_format: str, model: Any, tokenizer: Any, out: Path, config: ExportConfig, card: Any
+) -> Path:
+    from training.export.gguf_lora import export_gguf_lora
+    from training.export.hf import export_hf, write_rlpa_json
+
+    if export_format != "gguf-lora":
+        merged = export_format == "hf-merged"
+        return export_hf(model, tokenizer, out / export_format, merged=merged, **card)
+    folder = out / "gguf"
+    folder.mkdir(parents=True, exist_ok=True)
+    dtype = "f16" if config.gguf_dtype == "f16" else "f32"
+    path = Path(export_gguf_lora(model, str(folder / "adapter.gguf"), dtype=dtype))
+    write_rlpa_json(folder, export_format="gguf-lora", **card)
+    return path
+
+
+def _load_trained(checkpoint: Path, base_model: str) -> tuple[Any, Any, str]:
+    """The trained model (the base with the adapter on it, or the full model), its tokenizer and
+    the name of its base."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    has_tokenizer = (checkpoint / "tokenizer_config.json").exists()
+    if not (checkpoint / "adapter_config.json").exists():
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
+        return model.eval(), tokenizer, str(checkpoint)
+    from peft import PeftModel
+
+    model, tokenizer, base_name = _load_base(base_model)
+    if has_tokenizer:  # the trainer's copy: it may carry a pad token the base lacks
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
+    return PeftModel.from_pretrained(model, str(checkpoint)).eval(), tokenizer, base_name
+
+
+def _load_base(base_model: str) -> tuple[Any, Any, str]:
+    from training.base_model import load_base_from_gguf, smollm2_gguf_path
+
+    if not base_model or base_model.endswith(".gguf"):
+        path = base_model or smollm2_gguf_path()
+        model, tokenizer = load_base_from_gguf(path)
+        return model, tokenizer, path
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base_model, local_files_only=True)
+    return model, AutoTokenizer.from_pretrained(base_model, local_files_only=True), base_model
