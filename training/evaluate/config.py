@@ -1,0 +1,126 @@
+"""What `rlpa eval` runs: the systems under test and the protocol, read from a YAML recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+SECRET_FIELDS = ("api_key", "admin_api_key")
+
+
+@dataclass
+class EndpointConfig:
+    """Any OpenAI-compatible server, for the LLM user, the LLM judge or the LLM matcher."""
+
+    base_url: str  # as an OpenAI client takes it, e.g. http://localhost:8001/v1
+    model: str
+    api_key: str | None = None
+
+
+@dataclass
+class SystemConfig:
+    """One system under test: a local checkpoint, or a running gateway."""
+
+    name: str
+    kind: Literal["checkpoint", "gateway"] = "checkpoint"
+    # checkpoint: a merged HF directory, a PEFT adapter directory, or a GGUF file;
+    # empty means the shipped SmolLM2 base (the paper's "base" row).
+    path: str = ""
+    base_model: str | None = None  # an adapter's base, overriding what the adapter names
+    device: str = "cpu"
+    # gateway: its root URL (the /v1 and /admin routes hang off it)
+    base_url: str | None = None
+    model: str = "rlpa"
+    api_key: str | None = None  # None: the RLPA_EVAL_API_KEY environment variable
+    admin_api_key: str | None = None  # None: api_key (it needs the admin scope)
+    profile_source: Literal["response", "admin"] = "response"
+    # sampling, for both kinds
+    max_new_tokens: int = 160
+    temperature: float = 0.7
+    top_p: float = 0.9
+    do_sample: bool = True
+
+
+@dataclass
+class EvalConfig:
+    systems: list[SystemConfig] = field(default_factory=list)
+    output_dir: str = "runs/eval"
+    title: str = "RLPA evaluation"
+    # Held-out users: the split of the users training drew from (a JSONL file, or num_profiles
+    # generated), split exactly as training splits them (training.dialogues.training_profiles).
+    # Keep these three equal to the training recipe's, or "held out" is not true. "all": every
+    # profile in the file, for a file that is a test set already.
+    profiles_path: str | None = None
+    num_profiles: int = 400
+    profile_seed: int = 0
+    split: Literal["train", "validation", "test", "all"] = "test"
+    users: int | None = 20  # the first N held-out profiles; None: all of them
+    turns: int = 10
+    seed: int = 0
+    change_at_turn: int | None = None  # 1-based turn whose user message changes a preference
+    simulator: Literal["scripted", "llm"] = "scripted"
+    user_endpoint: EndpointConfig | None = None
+    matcher: Literal["lexical", "embedding", "llm"] = "lexical"
+    matcher_threshold: float | None = None  # None: the matcher's own default
+    matcher_endpoint: EndpointConfig | None = None
+    judge: Literal["offline", "llm"] = "offline"
+    judge_endpoint: EndpointConfig | None = None
+    user_prefix: str = "rlpa-eval-"  # eval users' ids; erased on a gateway before each run
+    # torch CPU threads while evaluating (None: torch's default). On a shared or busy CPU, 1 can
+    # be several times faster: small ops across threads stall whenever one thread is descheduled.
+    torch_threads: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalConfig:
+        """Nested dicts become their dataclasses; `system_defaults` fills every system's
+        unset fields (sampling shared by all systems, say). Unknown keys are errors: a
+        misspelt setting must not silently fall back to its default."""
+        values = dict(data)
+        defaults = dict(values.pop("system_defaults", None) or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown eval settings {unknown}")
+        values["systems"] = [
+            system_config({**defaults, **dict(s)}) for s in values.get("systems") or []
+        ]
+        for key in ("user_endpoint", "matcher_endpoint", "judge_endpoint"):
+            if isinstance(values.get(key), Mapping):
+                values[key] = EndpointConfig(**values[key])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as recorded in the results: secrets masked."""
+        data = dataclasses.asdict(self)
+        for item in [*data["systems"], *(data[k] for k in data if k.endswith("_endpoint"))]:
+            for key in SECRET_FIELDS:
+                if item and item.get(key):
+                    item[key] = "***"
+        return data
+
+
+def system_config(data: Mapping[str, Any]) -> SystemConfig:
+    names = {f.name for f in dataclasses.fields(SystemConfig)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown settings {unknown} for system {data.get('name')!r}")
+    return SystemConfig(**data)
+
+
+RECIPES = Path(__file__).parents[1] / "recipes"
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """A YAML file, or the name of one shipped in training/recipes ("eval_cpu")."""
+    import yaml
+
+    file = Path(path)
+    if not file.exists() and (RECIPES / f"{path}.yaml").exists():
+        file = RECIPES / f"{path}.yaml"
+    data = yaml.safe_load(file.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe is a mapping of EvalConfig fields")
+    return data

@@ -1,0 +1,134 @@
+"""Multi-turn RL, RLPA style, on TRL's GRPOTrainer.
+
+The paper runs PPO with a critic; GRPO needs no critic and its group-relative advantage is exactly
+RLPA's "n candidates per state": each state is one GRPO prompt with `num_generations` = n. The
+conversations themselves are rolled out inside GRPO by `training.rl_rollout.ConversationRollout`
+(best-of-n continues the chat, the simulated user answers, up to `max_turns` turns).
+
+The dataset is only a schedule of state keys. Conversations run in cohorts: one generation batch
+holds one turn of every conversation of a cohort, turn 0 of all, then turn 1 of all, and so on,
+so a state's history is always rolled out before the state is asked for, and a batch never holds
+two turns of one conversation.
+
+    python -c "from training import cli; cli.main(['train', 'rl', '--recipe', 'rl_cpu'])"
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from training.config import RLRunConfig
+from training.dialogues import training_profiles
+from training.policy import jsonl_logger, load_policy, lora_config, run_training
+from training.rl_rollout import ConversationRollout, Generate, Scorer, profile, response, state_key
+from training.simulators.base import UserSimulator
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+
+def state_dataset(conversations: int, max_turns: int, cohort: int) -> Dataset:
+    """State keys, cohort by cohort, turn by turn; leftover conversations (fewer than a cohort)
+    are left out, since a partial cohort would put two turns of one conversation in a batch."""
+    from datasets import Dataset
+
+    usable = conversations - conversations % cohort
+    if usable == 0:
+        raise ValueError(f"{conversations} conversations cannot fill one cohort of {cohort}")
+    rows = [
+        {"prompt": state_key(index, turn)}
+        for start in range(0, usable, cohort)
+        for turn in range(max_turns)
+        for index in range(start, start + cohort)
+    ]
+    return Dataset.from_list(rows)
+
+
+def cohort_size(config: RLRunConfig) -> int:
+    """Conversations per generation batch (each gives one state of n candidates)."""
+    n, per_process = config.num_generations, config.per_device_train_batch_size
+    if (per_process * config.steps_per_generation) % n:
+        raise ValueError(
+            f"per_device_train_batch_size * steps_per_generation ({per_process} * "
+            f"{config.steps_per_generation}) must be a multiple of num_generations ({n}), so "
+            "that each process holds whole groups of one conversation state"
+        )
+    return config.generation_batch_size // n
+
+
+def _endpoint(config: RLRunConfig, what: str) -> tuple[str, str, str | None]:
+    if not config.endpoint_url or not config.endpoint_model:
+        raise ValueError(f"{what} needs endpoint_url and endpoint_model")
+    key = os.environ.get(config.endpoint_api_key_env) if config.endpoint_api_key_env else None
+    return config.endpoint_url, config.endpoint_model, key
+
+
+def make_scorer(config: RLRunConfig) -> Scorer:
+    from training import rewards
+
+    matchers: dict[str, Callable[[], rewards.Matcher]] = {
+        "lexical": lambda: rewards.LexicalMatcher(),
+        "embedding": lambda: rewards.EmbeddingMatcher(),
+        "llm": lambda: rewards.LLMJudgeMatcher(*_endpoint(config, "matcher=llm")),
+    }
+    judges: dict[str, Callable[[], rewards.ResponseJudge]] = {
+        "offline": lambda: rewards.OfflineResponseJudge(),
+        "llm": lambda: rewards.LLMKeepChattingJudge(*_endpoint(config, "judge=llm")),
+    }
+    if config.matcher not in matchers or config.judge not in judges:
+        raise ValueError(f"matcher must be one of {list(matchers)}, judge one of {list(judges)}")
+    if config.profile_target not in ("revealed", "true"):
+        raise ValueError("profile_target must be 'revealed' or 'true'")
+    return Scorer(matchers[config.matcher](), judges[config.judge](), config.profile_target)
+
+
+def make_user(config: RLRunConfig) -> Callable[[], UserSimulator]:
+    from training.simulators import LLMUser, ScriptedUser
+
+    if config.simulator == "scripted":
+        return lambda: ScriptedUser(share=config.reveal_share)
+    if config.simulator == "llm":
+        url, model, key = _endpoint(config, "simulator=llm")
+        return lambda: LLMUser(url, model, key, share=config.reveal_share)
+    raise ValueError(f"simulator must be 'scripted' or 'llm', not {config.simulator!r}")
+
+
+def build_trainer(config: RLRunConfig, generate: Generate | None = None) -> GRPOTrainer:
+    """The GRPOTrainer with the conversation rollout; `generate` replaces sampling (tests)."""
+    from trl import GRPOTrainer
+
+    if config.shuffle_dataset:
+        raise ValueError("shuffle_dataset must be False: conversation turns must stay in order")
+    model, tokenizer = load_policy(config)
+    tokenizer.padding_side = "left"  # GRPO left-pads prompts
+    profiles = training_profiles(config.profiles_path, config.num_profiles, config.profile_seed)
+    rollout = ConversationRollout(
+        profiles,
+        make_user(config),
+        make_scorer(config),
+        tokenizer,
+        num_generations=config.num_generations,
+        max_turns=config.max_turns,
+        seed=config.seed,
+        generate=generate,
+        change_at_turn=config.change_at_turn,
+    )
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=[profile, response],
+        args=config,
+        train_dataset=state_dataset(len(profiles), config.max_turns, cohort_size(config)),
+        processing_class=tokenizer,
+        peft_config=lora_config(config),
+        rollout_func=rollout,
+        callbacks=[jsonl_logger(Path(config.output_dir) / "log.jsonl")],
+    )
+
+
+def main(config: RLRunConfig) -> Path:
+    """Train; returns the directory of the final adapter (or model) with its rlpa.json."""
+    return run_training(build_trainer(config), config)

@@ -1,0 +1,224 @@
+"""RLPA's multi-turn rollout, run inside GRPO: one GRPO prompt group is one conversation state.
+
+GRPO hands `rollout_func` its prompts with each repeated `num_generations` (n) times. Here a
+"prompt" is only a key, "conversation=<i> turn=<t>" (see training.rl.state_dataset); the real
+prompt is built now, from that conversation as it stands. For each state the current policy
+samples n candidates; each is scored (profile F1 + response reward; a broken format scores 0);
+the best is appended to the conversation and the simulated user answers, so the next turn's
+state comes from the policy being trained, as in the paper. GRPO then takes the group-relative
+advantage over the n candidates of each state: each turn is its own one-step episode.
+
+The scores travel to GRPO as columns (`profile_score`, `response_score`) read back by the reward
+functions below, so every candidate is judged once, even with an LLM judge.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from statistics import fmean
+from typing import Any
+
+from server.rlpa import build_messages, normalize_traits, parse_output
+from training.data.profiles import Profile, Trait
+from training.rewards import Matcher, ResponseJudge, profile_reward, response_reward
+from training.simulators.base import UserSimulator
+
+Generate = Callable[[list[list[int]], int], tuple[list[list[int]], Any]]
+"""(prompt ids repeated n times, n) -> (completion ids, sampling logprobs or None)."""
+
+_KEY = re.compile(r"conversation=(\d+) turn=(\d+)")
+
+
+class RolloutLayoutError(ValueError):
+    """The batch GRPO handed over does not hold whole groups of distinct conversations."""
+
+
+def state_key(conversation: int, turn: int) -> str:
+    return f"conversation={conversation} turn={turn}"
+
+
+@dataclass
+class Conversation:
+    profile: Profile
+    user: UserSimulator
+    history: list[dict[str, str]] = field(default_factory=list)
+    """The chat as the user saw it: user messages and assistant replies (no profile blocks)."""
+    stored: list[str] | None = None
+    """The profile the last chosen assistant turn wrote, shown back to the model next turn."""
+    turns: int = 0
+
+
+@dataclass
+class Scorer:
+    """Profile F1 (against the revealed traits or the true profile) and the response reward."""
+
+    matcher: Matcher
+    judge: ResponseJudge
+    target: str = "revealed"
+
+    def gold(self, conversation: Conversation) -> list[Trait]:
+        # "revealed" (the default): what the user has said so far is the best any model can know;
+        # scoring against the whole hidden profile (the paper's choice, "true") rewards guessing.
+        if self.target == "true":
+            return list(conversation.user.true_profile().traits)
+        return conversation.user.revealed()
+
+    def score(
+        self, completions: Sequence[str], owners: Sequence[Conversation]
+    ) -> tuple[list[float], list[float]]:
+        gold = [self.gold(c) for c in owners]
+        history = [list(c.history) for c in owners]
+        revealed = [c.user.revealed() for c in owners]
+        profile = profile_reward(completions, gold, self.matcher)
+        response = response_reward(completions, history, revealed, self.judge)
+        return profile, response
+
+
+def trainer_generate(trainer: Any) -> Generate:
+    """Sampling through GRPOTrainer's own single-turn generator, so transformers generation,
+    continuous batching and vLLM (colocate or server) all work unchanged. A private method:
+    tests/training/test_trl_internals.py fails loudly if its signature moves."""
+
+    def generate(prompt_ids: list[list[int]], n: int) -> tuple[list[list[int]], Any]:
+        completion_ids, logprobs = trainer._generate_single_turn(prompt_ids, None, {}, n)
+        return completion_ids, logprobs
+
+    return generate
+
+
+class ConversationRollout:
+    """The `rollout_func` for GRPOTrainer; it keeps the live conversations between calls."""
+
+    def __init__(
+        self,
+        profiles: Sequence[Profile],
+        make_user: Callable[[], UserSimulator],
+        scorer: Scorer,
+        tokenizer: Any,
+        num_generations: int,
+        max_turns: int,
+        seed: int = 0,
+        generate: Generate | None = None,
+        change_at_turn: int | None = None,
+    ) -> None:
+        self.profiles = list(profiles)
+        self.make_user = make_user
+        self.scorer = scorer
+        self.tokenizer = tokenizer
+        self.n = num_generations
+        self.max_turns = max_turns
+        self.seed = seed
+        self.generate = generate
+        self.change_at_turn = change_at_turn
+        """Index of the user message (0 = the opener) that announces a preference change; the
+        rollout triggers it, so every simulator changes at the same point."""
+        self.live: dict[int, Conversation] = {}
+        self._starts: dict[int, int] = {}
+
+    def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list[Any]]:
+        conversations = [self._conversation(key) for key in self._group_keys(prompts)]
+        prompt_ids = [self._prompt_ids(c) for c in conversations]
+        repeated = [ids for ids in prompt_ids for _ in range(self.n)]
+        generate = self.generate or trainer_generate(trainer)
+        completion_ids, logprobs = generate(repeated, self.n)
+        texts = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+        owners = [c for c in conversations for _ in range(self.n)]
+        turns = [float(c.turns) for c in owners]
+        profile, response = self.scorer.score(texts, owners)
+        totals = [p + r for p, r in zip(profile, response, strict=True)]
+        best = []
+        for index, conversation in enumerate(conversations):
+            group = range(index * self.n, (index + 1) * self.n)
+            # Ties go to the first candidate: sampling order is already random.
+            chosen = max(group, key=totals.__getitem__)
+            best.extend([totals[chosen]] * self.n)
+            self._advance(conversation, texts[chosen])
+        return {
+            "prompt_ids": repeated,
+            "completion_ids": completion_ids,
+            "logprobs": logprobs,
+            "profile_score": profile,
+            "response_score": response,
+            "turn": turns,
+            "best_score": best,
+        }
+
+    def _group_keys(self, prompts: Sequence[str]) -> list[str]:
+        groups = [prompts[i : i + self.n] for i in range(0, len(prompts), self.n)]
+        if len(prompts) % self.n or any(len(set(g)) != 1 for g in groups):
+            raise RolloutLayoutError(
+                f"rollout got {len(prompts)} prompts that are not whole groups of {self.n} copies "
+                "of one state: per_device_train_batch_size * steps_per_generation must be a "
+                "multiple of num_generations, and shuffle_dataset must be False"
+            )
+        keys = [g[0] for g in groups]
+        ids = [self._parse(k)[0] for k in keys]
+        if len(set(ids)) != len(ids):
+            raise RolloutLayoutError(f"one batch holds two turns of one conversation: {keys}")
+        return keys
+
+    @staticmethod
+    def _parse(key: str) -> tuple[int, int]:
+        found = _KEY.fullmatch(key.strip())
+        if not found:
+            raise RolloutLayoutError(f"not a conversation state key: {key!r}")
+        return int(found.group(1)), int(found.group(2))
+
+    def _conversation(self, key: str) -> Conversation:
+        index, turn = self._parse(key)
+        live = self.live.get(index)
+        # A conversation starts over at its turn 0 (a new epoch), when it has run its course, and
+        # when it is unknown mid-way (a run resumed from a checkpoint): any state is a fair one.
+        if live is None or turn == 0 or live.turns >= self.max_turns:
+            start = self._starts.get(index, 0)
+            self._starts[index] = start + 1
+            profile = self.profiles[index % len(self.profiles)]
+            user = self.make_user()
+            user.start(profile, self.seed + index + start * len(self.profiles))
+            live = Conversation(profile, user)
+            live.history.append({"role": "user", "content": user.reply([])})
+            self.live[index] = live
+        return live
+
+    def _prompt_ids(self, conversation: Conversation) -> list[int]:
+        messages = build_messages(conversation.history, conversation.stored)
+        encoded = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(encoded["input_ids"])
+
+    def _advance(self, conversation: Conversation, output: str) -> None:
+        parsed = parse_output(output)
+        conversation.history.append({"role": "assistant", "content": parsed.response})
+        # As the gateway does: no profile block keeps the stored profile.
+        if parsed.profile is not None:
+            conversation.stored = normalize_traits(parsed.profile)
+        conversation.turns += 1
+        if conversation.turns < self.max_turns:
+            if conversation.turns == self.change_at_turn:
+                conversation.user.change_preference()
+            reply = conversation.user.reply(conversation.history)
+            conversation.history.append({"role": "user", "content": reply})
+
+
+def profile(completions: Sequence[Any], profile_score: Sequence[float], **_: Any) -> list[float]:
+    """The profile reward the rollout computed for each completion (named so TRL logs
+    rewards/profile/mean)."""
+    return [float(score) for score in profile_score]
+
+
+def response(
+    completions: Sequence[Any],
+    response_score: Sequence[float],
+    log_metric: Callable[[str, float], None] | None = None,
+    turn: Sequence[float] = (),
+    best_score: Sequence[float] = (),
+    **_: Any,
+) -> list[float]:
+    """The response reward the rollout computed; also logs the turn mix and best-of-n reward."""
+    if log_metric is not None and turn and best_score:
+        log_metric("rollout/turn", fmean(turn))
+        log_metric("rollout/best_reward", fmean(best_score))
+    return [float(score) for score in response_score]
