@@ -28,10 +28,11 @@ def load_checkpoint(path: str, base_model: str | None = None, device: str = "cpu
     if adapter_config.exists():
         from peft import PeftModel
 
-        base_name = (
-            base_model
-            or card.get("base_model")
-            or json.loads(adapter_config.read_text()).get("base_model_name_or_path", "")
+        # rlpa.json's base_model is authoritative when present: "" names the shipped SmolLM2 GGUF.
+        base_name = base_model or (
+            card["base_model"]
+            if "base_model" in card
+            else json.loads(adapter_config.read_text()).get("base_model_name_or_path", "")
         )
         base, tokenizer = _load_base(base_name)
         model = PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
