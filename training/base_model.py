@@ -142,7 +142,7 @@ def gguf_llama_config(reader: Any) -> LlamaConfig:
     if arch != "llama":
         raise ValueError(f"expected a llama GGUF, got architecture {arch!r}")
     if field("llama.rope.scaling.type", "none") != "none":
-        raise NotImplementedError("GGUF models with rope scaling are not supported")
+        raise ValueError("GGUF models with rope scaling are not supported")
     hidden, heads = field("llama.embedding_length"), field("llama.attention.head_count")
     tensor_names = {tensor.name for tensor in reader.tensors}
     return LlamaConfig(

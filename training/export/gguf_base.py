@@ -71,7 +71,7 @@ def _add_hparams(writer: Any, config: Any) -> None:
         raise ValueError("llama models with biases are not supported")
     rope = dict(getattr(config, "rope_parameters", None) or {})
     if rope.get("rope_type", "default") != "default":
-        raise NotImplementedError(f"rope scaling {rope.get('rope_type')!r} is not supported")
+        raise ValueError(f"rope scaling {rope.get('rope_type')!r} is not supported")
     theta = rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     writer.add_vocab_size(config.vocab_size)
