@@ -32,7 +32,6 @@ class AppState:
     limiter: RateLimiter
     backend: ChatBackend | None = None
     chat: ChatService | None = None
-    extra: dict[str, Any] | None = None
 
 
 def get_app_state(request: Request) -> AppState:

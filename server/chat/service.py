@@ -47,12 +47,6 @@ class Turn:
     version: int = 0
 
 
-@dataclass
-class ChoiceResult:
-    text: str
-    finish: Finish | None
-
-
 class ChatService:
     def __init__(self, backend: ChatBackend, profiles: ProfileService) -> None:
         self.backend = backend
