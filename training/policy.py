@@ -32,7 +32,6 @@ def load_policy(config: PolicyArgs) -> tuple[PreTrainedModel, PreTrainedTokenize
     name = config.base_model
     if not name or name.endswith(".gguf"):
         model, tokenizer = load_base_from_gguf(name or smollm2_gguf_path())
-        _forget_gguf_quantization(model)
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -47,16 +46,6 @@ def load_policy(config: PolicyArgs) -> tuple[PreTrainedModel, PreTrainedTokenize
 
         model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
     return model, tokenizer
-
-
-def _forget_gguf_quantization(model: PreTrainedModel) -> None:
-    """Local workaround: load_base_from_gguf dequantizes and clears `hf_quantizer`, but leaves
-    transformers' instance flags `is_quantized=True` and `quantization_method=GGUF`, on which
-    Trainer refuses to fine-tune ("quantized with ... does not support training")."""
-    for flag in ("is_quantized", "quantization_method"):
-        if flag in vars(model):
-            delattr(model, flag)
-    model.is_quantized = False
 
 
 def lora_config(config: PolicyArgs) -> LoraConfig | None:
