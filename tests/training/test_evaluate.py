@@ -113,7 +113,8 @@ def test_compare_merges_earlier_results_into_one_table(tmp_path: Path) -> None:
         paths.append(tmp_path / f"{name}.json")
         paths[-1].write_text(json.dumps(results(name, al)))
     out = tmp_path / "both"
-    assert main(["--compare", *map(str, paths), "--output-dir", str(out), "--title", "both"]) == 0
+    argv = ["--compare", *map(str, paths), "--output-dir", str(out), "--title", "both"]
+    assert main([*argv, "--card", str(out / "eval.json")]) == 0
     merged = json.loads((out / "results.json").read_text())
     assert [s["name"] for s in merged["systems"]] == ["base", "rlpa"]
     table = (out / "report.md").read_text()
@@ -122,6 +123,32 @@ def test_compare_merges_earlier_results_into_one_table(tmp_path: Path) -> None:
         and "| rlpa | 0.150 / 0.100 / 0.200 | 75.0 | 1.000 | 1.000 | 0.500 |" in table
     )
     assert (out / "report.png").exists()
+    card = json.loads((out / "eval.json").read_text())
+    assert list(card["stages"]) == ["base", "rlpa"]
+    assert card["stages"]["rlpa"]["profile_f1"] == 0.15
+    assert card["stages"]["rlpa"]["response_score"] == 0.5
+    assert card["stages"]["base"]["alignment_avg"] == 50.0
+
+
+def test_only_runs_the_named_systems_and_the_card_names_stages(
+    tiny_llama_dir: Path, tiny_adapter_dir: Path, tmp_path: Path
+) -> None:
+    argv = ["--recipe", str(TINY_RECIPE), "--output-dir", str(tmp_path), "--users", "1"]
+    argv += ["--checkpoint", f"sft={tiny_llama_dir}", "--checkpoint", f"rl={tiny_adapter_dir}"]
+    assert main([*argv, "--only", "rl", "--card", str(tmp_path / "card" / "eval.json")]) == 0
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [s["name"] for s in results["systems"]] == ["rl"]
+    card = json.loads((tmp_path / "card" / "eval.json").read_text())
+    assert list(card["stages"]) == ["rl"]
+    stage = card["stages"]["rl"]
+    assert stage["profile_f1"] == results["systems"][0]["summary"]["profile_f1"]["mean"]
+    assert 0.0 <= stage["response_score"] <= 1.0 and len(stage["profile_f1_by_turn"]) == 2
+    assert card["settings"]["users"] == 1 and card["settings"]["split"] == "test"
+    assert "conversations" not in json.dumps(card)
+
+    with pytest.raises(ValueError, match="--only base: no such system"):
+        parse_config([*argv, "--only", "base"])
 
 
 class EchoModel:

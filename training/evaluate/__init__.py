@@ -3,9 +3,12 @@
     rlpa eval --recipe eval_cpu --checkpoint sft=runs/sft/final --checkpoint rl=runs/rl/final
     rlpa eval --recipe eval_cpu --gateway http://localhost:8000 --api-key $KEY --users 5
     rlpa eval --compare runs/a/results.json runs/b/results.json --output-dir runs/a-vs-b
+    rlpa eval --recipe eval_card --card models/smollm2-135m-rlpa/eval.json
 
 Writes results.json (every turn), summary.json, report.md and report.png to the output
-directory. Systems from flags are added to the recipe's. Metric conventions: metrics.py.
+directory; `--card` also writes a checkpoint's eval card ({"stages": {system: metrics}}).
+`--only NAME` runs one of the recipe's systems, so stages can run in parallel processes and
+be joined with `--compare`. Systems from flags are added to the recipe's. Metric conventions: metrics.py.
 Programmatic use: `evaluate(EvalConfig(...))` returns the results dict.
 """
 
@@ -115,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--output-dir")
     add("--title")
     add(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="evaluate only this system of the recipe's and the flags' (repeatable)",
+    )
+    add("--card", help="also write the eval card ({\"stages\": {system: metrics}}) here")
+    add(
         "--compare",
         nargs="+",
         metavar="RESULTS_JSON",
@@ -139,6 +150,8 @@ def parse_config(argv: list[str] | None = None) -> tuple[EvalConfig, list[str]]:
 
         values.update(load_recipe(recipe))
     compare = args.pop("compare") or []
+    only = set(args.pop("only"))
+    args.pop("card")
     checkpoints, gateways = args.pop("checkpoint"), args.pop("gateway")
     gateway_options = {k: v for k in ("model", "api_key") if (v := args.pop(k)) is not None}
     values.update({key: value for key, value in args.items() if value is not None})
@@ -149,12 +162,18 @@ def parse_config(argv: list[str] | None = None) -> tuple[EvalConfig, list[str]]:
     for spec in gateways:
         name, url = _named(spec)
         systems.append({"name": name, "kind": "gateway", "base_url": url, **gateway_options})
+    if only:
+        names = {str(system["name"]) for system in systems}
+        if unknown := sorted(only - names):
+            raise ValueError(f"--only {', '.join(unknown)}: no such system (have {sorted(names)})")
+        systems = [system for system in systems if system["name"] in only]
     values["systems"] = systems
     return EvalConfig.from_dict(values), compare
 
 
 def main(argv: list[str] | EvalConfig | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    card_path: str | None = None
     if isinstance(argv, EvalConfig):
         config, compare = argv, list[str]()
     else:
@@ -162,6 +181,7 @@ def main(argv: list[str] | EvalConfig | None = None) -> int:
         if words and words[0] == "eval":  # tolerate a dispatcher that passes its own word on
             words = words[1:]
         config, compare = parse_config(words)
+        card_path = build_parser().parse_args(words).card
     from training.evaluate import report
 
     if compare:
@@ -171,6 +191,8 @@ def main(argv: list[str] | EvalConfig | None = None) -> int:
     else:
         results = evaluate(config)
         files = {kind: Path(path) for kind, path in results["files"].items()}
+    if card_path:
+        files["eval card"] = report.write_stage_card(results, card_path)
     print(report.markdown(results))
     for kind, path in files.items():
         print(f"{kind}: {path}")

@@ -76,6 +76,42 @@ def card(results: Mapping[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in results.items() if k != "systems"}, "systems": systems}
 
 
+def stage_card(results: Mapping[str, Any]) -> dict[str, Any]:
+    """A shipped checkpoint's eval card: each system (stage) by name with its headline numbers,
+    plus the settings they were measured under."""
+    config = results.get("config", {})
+    setting_keys = ("users", "turns", "split", "num_profiles", "profile_seed", "profiles_path",
+                    "seed", "simulator", "matcher", "judge", "change_at_turn")
+    stages = {}
+    for system in results["systems"]:
+        s = system["summary"]
+        stages[system["name"]] = {
+            "profile_f1": s["profile_f1"]["mean"],
+            "profile_f1_last_turn": s["profile_f1"]["last"],
+            "response_score": s["response_score"],
+            "alignment_avg": s["alignment"]["mean"],
+            "alignment_n_ir": s["alignment"]["n_ir"],
+            "alignment_n_r2": s["alignment"]["n_r2"],
+            "profile_f1_by_turn": s["profile_f1"]["by_turn"],
+            "users": s.get("users"),
+            "turns": s.get("turns"),
+        }
+    return {
+        "title": results.get("title"),
+        "created_at": results.get("created_at"),
+        "contract_version": results.get("contract_version"),
+        "settings": {key: config[key] for key in setting_keys if key in config},
+        "stages": stages,
+    }
+
+
+def write_stage_card(results: Mapping[str, Any], path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(stage_card(results), indent=2) + "\n", encoding="utf-8")
+    return out
+
+
 def _num(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
