@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from server import rlpa
-from server.backends import default_gguf_path
+from server.backends import default_gguf_path, embedded_adapter, served_model_name
 from server.settings import Settings
 
 MESSAGES = [{"role": "user", "content": "Hi! I'm a nurse in Seattle. Any tips for a day off?"}]
@@ -62,9 +62,9 @@ def direct_run(
     return {"ttft": first_visible or total, "total": total, "tokens": tokens}
 
 
-async def gateway_run(base: str, seed: int, max_tokens: int) -> dict[str, float]:
+async def gateway_run(base: str, model: str, seed: int, max_tokens: int) -> dict[str, float]:
     body = {
-        "model": "smollm2-135m-instruct",
+        "model": model,
         "messages": MESSAGES,
         "max_tokens": max_tokens,
         "seed": seed,
@@ -126,7 +126,13 @@ async def main() -> None:
     db = tempfile.mkdtemp()
     settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{db}/bench.db")  # type: ignore[call-arg]
 
-    llama = Llama(model_path=default_gguf_path(), n_ctx=settings.n_ctx, verbose=False)
+    model = served_model_name(settings) or "rlpa"
+    llama = Llama(
+        model_path=default_gguf_path(),
+        lora_path=embedded_adapter(settings),
+        n_ctx=settings.n_ctx,
+        verbose=False,
+    )
     grammar = LlamaGrammar.from_string(rlpa.FORMAT_GBNF, verbose=False)
     direct_run(llama, grammar, settings, 0, 8)  # warm-up
     direct = [direct_run(llama, grammar, settings, s, args.max_tokens) for s in range(args.runs)]
@@ -145,11 +151,11 @@ async def main() -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         await _wait_ready(base)
-        await gateway_run(base, 0, 8)  # warm-up
-        gateway = [await gateway_run(base, s, args.max_tokens) for s in range(args.runs)]
+        await gateway_run(base, model, 0, 8)  # warm-up
+        gateway = [await gateway_run(base, model, s, args.max_tokens) for s in range(args.runs)]
         start = time.perf_counter()
         loaded = await asyncio.gather(
-            *(gateway_run(base, s, args.max_tokens) for s in range(args.concurrency))
+            *(gateway_run(base, model, s, args.max_tokens) for s in range(args.concurrency))
         )
         wall = time.perf_counter() - start
     finally:

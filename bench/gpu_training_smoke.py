@@ -1,4 +1,4 @@
-"""GPU smoke run of `rlpa train sft` and `rlpa train rl` at SmolLM2-135M's shape. Prints a table; not a test.
+"""GPU smoke run of `rlpa train sft` and `rlpa train rl` at SmolLM2-135M's shape. Not a test.
 
     python bench/gpu_training_smoke.py --shape-dir DIR [--sft-steps 20] [--rl-steps 6]
 
@@ -31,7 +31,9 @@ def write_shape_dir(out: Path) -> None:
     from training.base_model import load_tokenizer_from_gguf, smollm2_gguf_path
 
     gguf = Path(smollm2_gguf_path())
-    config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    config = AutoConfig.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, local_files_only=True
+    )
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(out)
     load_tokenizer_from_gguf(str(gguf)).save_pretrained(out)
@@ -77,8 +79,11 @@ def run_stage(argv: list[str], output_dir: Path) -> dict[str, Any]:
         "first_loss": float(steps[0]["loss"]) if steps else float("nan"),
         "last_loss": float(steps[-1]["loss"]) if steps else float("nan"),
         "step_times": [float(row["step_time"]) for row in steps if "step_time" in row],
-        "completion_len": [float(row["completions/mean_length"]) for row in steps
-                           if "completions/mean_length" in row],
+        "completion_len": [
+            float(row["completions/mean_length"])
+            for row in steps
+            if "completions/mean_length" in row
+        ],
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
         "final": sorted(p.name for p in final.iterdir()) if final.exists() else [],
     }
@@ -92,8 +97,13 @@ def main() -> None:
     parser.add_argument("--sft-steps", type=int, default=20)
     parser.add_argument("--rl-steps", type=int, default=6)
     parser.add_argument("--sft-batch", type=int, default=16)
-    parser.add_argument("--rl-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra `--set` for the rl stage (repeatable)")
+    parser.add_argument(
+        "--rl-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra `--set` for the rl stage (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--allow-cpu", action="store_true", help="dry run of the script on a CPU")
     args = parser.parse_args()
@@ -113,33 +123,72 @@ def main() -> None:
     sft_dir, rl_dir = args.work_dir / "sft", args.work_dir / "rl"
     results = {
         "sft": run_stage(
-            ["train", "sft", "--recipe", "sft_cpu", "--base-model", str(base),
-             "--output-dir", str(sft_dir), "--max-steps", str(args.sft_steps),
-             "--set", f"per_device_train_batch_size={args.sft_batch}", "--set", "logging_steps=1",
-             "--set", "save_steps=10", "--set", "warmup_steps=2"],
+            [
+                "train",
+                "sft",
+                "--recipe",
+                "sft_cpu",
+                "--base-model",
+                str(base),
+                "--output-dir",
+                str(sft_dir),
+                "--max-steps",
+                str(args.sft_steps),
+                "--set",
+                f"per_device_train_batch_size={args.sft_batch}",
+                "--set",
+                "logging_steps=1",
+                "--set",
+                "save_steps=10",
+                "--set",
+                "warmup_steps=2",
+            ],
             sft_dir,
         ),
         "rl": run_stage(
-            ["train", "rl", "--recipe", "rl_gpu", "--base-model", str(base),
-             "--init-adapter", str(sft_dir / "final"), "--output-dir", str(rl_dir),
-             "--max-steps", str(args.rl_steps), "--set", "use_vllm=false",
-             "--set", "gradient_accumulation_steps=1", "--set", "save_steps=3",
-             *[arg for kv in args.rl_set for arg in ("--set", kv)]],
+            [
+                "train",
+                "rl",
+                "--recipe",
+                "rl_gpu",
+                "--base-model",
+                str(base),
+                "--init-adapter",
+                str(sft_dir / "final"),
+                "--output-dir",
+                str(rl_dir),
+                "--max-steps",
+                str(args.rl_steps),
+                "--set",
+                "use_vllm=false",
+                "--set",
+                "gradient_accumulation_steps=1",
+                "--set",
+                "save_steps=3",
+                *[arg for kv in args.rl_set for arg in ("--set", kv)],
+            ],
             rl_dir,
         ),
     }
     print(f"\nGPU training smoke run on {device} (SmolLM2-135M shape, random weights)\n")
-    print("| stage | recipe | steps | wall s | s/step | mean RL step s | completion tokens | "
-          "first loss | last loss | peak GiB | final |")
+    print(
+        "| stage | recipe | steps | wall s | s/step | mean RL step s | completion tokens | "
+        "first loss | last loss | peak GiB | final |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for stage, recipe in (("sft", f"sft_cpu, batch {args.sft_batch}"), ("rl", "rl_gpu, use_vllm=false")):
+    for stage, recipe in (
+        ("sft", f"sft_cpu, batch {args.sft_batch}"),
+        ("rl", "rl_gpu, use_vllm=false"),
+    ):
         r = results[stage]
         per_step = r["train_runtime_s"] / max(r["steps"], 1)
         mean_rl = sum(r["step_times"]) / len(r["step_times"]) if r["step_times"] else float("nan")
         tokens = sum(r["completion_len"]) / len(r["completion_len"]) if r["completion_len"] else 0
-        print(f"| {stage} | {recipe} | {r['steps']} | {r['wall_s']:.1f} | {per_step:.2f} | "
-              f"{mean_rl:.2f} | {tokens:.0f} | {r['first_loss']:.3f} | {r['last_loss']:.3f} | "
-              f"{r['peak_gib']:.2f} | {', '.join(r['final'])} |")
+        print(
+            f"| {stage} | {recipe} | {r['steps']} | {r['wall_s']:.1f} | {per_step:.2f} | "
+            f"{mean_rl:.2f} | {tokens:.0f} | {r['first_loss']:.3f} | {r['last_loss']:.3f} | "
+            f"{r['peak_gib']:.2f} | {', '.join(r['final'])} |"
+        )
     if args.json:
         args.json.write_text(json.dumps({"device": device, **results}, indent=2))
 

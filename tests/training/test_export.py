@@ -34,6 +34,7 @@ PROMPT = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\nThe a
 RECIPE = {"stage": "sft", "lr": 1e-4}
 CARD = {"base_model": "tiny-llama", "recipe": RECIPE}
 
+
 def with_lora(model: Any, seed: int = 1, **lora: Any) -> Any:
     """`model` with a LoRA on every linear layer whose B is large and random (PEFT starts B at
     zero, which would change nothing), so the adapter visibly changes the output."""

@@ -8,7 +8,8 @@
 Writes results.json (every turn), summary.json, report.md and report.png to the output
 directory; `--card` also writes a checkpoint's eval card ({"stages": {system: metrics}}).
 `--only NAME` runs one of the recipe's systems, so stages can run in parallel processes and
-be joined with `--compare`. Systems from flags are added to the recipe's. Metric conventions: metrics.py.
+be joined with `--compare`. Systems from flags are added to the recipe's. Metric conventions:
+metrics.py.
 Programmatic use: `evaluate(EvalConfig(...))` returns the results dict.
 """
 
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="evaluate only this system of the recipe's and the flags' (repeatable)",
     )
-    add("--card", help="also write the eval card ({\"stages\": {system: metrics}}) here")
+    add("--card", help='also write the eval card ({"stages": {system: metrics}}) here')
     add(
         "--compare",
         nargs="+",

@@ -80,8 +80,19 @@ def stage_card(results: Mapping[str, Any]) -> dict[str, Any]:
     """A shipped checkpoint's eval card: each system (stage) by name with its headline numbers,
     plus the settings they were measured under."""
     config = results.get("config", {})
-    setting_keys = ("users", "turns", "split", "num_profiles", "profile_seed", "profiles_path",
-                    "seed", "simulator", "matcher", "judge", "change_at_turn")
+    setting_keys = (
+        "users",
+        "turns",
+        "split",
+        "num_profiles",
+        "profile_seed",
+        "profiles_path",
+        "seed",
+        "simulator",
+        "matcher",
+        "judge",
+        "change_at_turn",
+    )
     stages = {}
     for system in results["systems"]:
         s = system["summary"]
