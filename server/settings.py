@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     backend: Literal["llamacpp", "openai"] = "llamacpp"
     model: str | None = None  # GGUF path (llamacpp) or upstream model id (openai)
     served_model_name: str | None = None
-    adapter: str | None = None
+    adapter: str | None = None  # None: the shipped RLPA adapter (embedded); "none": no adapter
     n_ctx: int = 2048
     n_threads: int | None = None
     default_max_tokens: int = 256

@@ -14,6 +14,12 @@ from server.settings import Settings
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_ADAPTED_MODEL_NAME = "smollm2-135m-rlpa"
+# The RLPA LoRA trained for the shipped SmolLM2 (models/smollm2-135m-rlpa, with its eval card),
+# found beside the source tree: an editable install or the container's /app.
+SHIPPED_ADAPTER = (
+    Path(__file__).resolve().parents[2] / "models" / DEFAULT_ADAPTED_MODEL_NAME / "adapter.gguf"
+)
+NO_ADAPTER = frozenset({"", "none", "off", "false"})
 
 
 def create_backend(settings: Settings) -> ChatBackend:
@@ -27,6 +33,18 @@ def create_backend(settings: Settings) -> ChatBackend:
     return LlamaCppBackend(settings)
 
 
+def embedded_adapter(settings: Settings) -> str | None:
+    """The LoRA adapter the embedded model loads: `RLPA_ADAPTER` when set (`none` for the bare
+    base); unset, the shipped RLPA adapter, if the base is the shipped SmolLM2 and the adapter is
+    where the source tree keeps it. A LoRA fits only the base it was trained on, so a custom
+    `RLPA_MODEL` gets none unless one is named."""
+    if settings.adapter is not None:
+        return None if settings.adapter.strip().lower() in NO_ADAPTER else settings.adapter
+    if settings.model is None and SHIPPED_ADAPTER.is_file():
+        return str(SHIPPED_ADAPTER)
+    return None
+
+
 def served_model_name(settings: Settings) -> str | None:
     """The model id clients use. None: the upstream's own ids are served as they are."""
     if settings.served_model_name:
@@ -34,7 +52,7 @@ def served_model_name(settings: Settings) -> str | None:
     if settings.backend == "llamacpp":
         if settings.model:
             return Path(settings.model).stem
-        return DEFAULT_ADAPTED_MODEL_NAME if settings.adapter else DEFAULT_MODEL_NAME
+        return DEFAULT_ADAPTED_MODEL_NAME if embedded_adapter(settings) else DEFAULT_MODEL_NAME
     return settings.model
 
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.backends import default_gguf_path
+from server.backends import default_gguf_path, embedded_adapter
 from server.backends.base import Finish, StreamEvent, TextDelta
 from server.backends.stopping import StopScanner
 from server.errors import BadRequestError, RLPAError, UpstreamError
@@ -92,7 +92,7 @@ class LoadedModel:
         with amx_kernels_avoided():
             llama = llama_cpp.Llama(
                 model_path=settings.model or default_gguf_path(),
-                lora_path=settings.adapter,
+                lora_path=embedded_adapter(settings),
                 n_ctx=settings.n_ctx,
                 n_threads=settings.n_threads,
                 verbose=False,
@@ -136,6 +136,11 @@ class LoadedModel:
                 code="context_length_exceeded",
             )
         self.llama.set_seed(_RANDOM_SEED if job.seed is None else job.seed % _RANDOM_SEED)
+        if job.seed is not None:
+            # llama.cpp's logits depend on how the prompt was batched (read back from the prefix
+            # cache or evaluated at once), enough to flip a sample: a seeded request promises
+            # the same text, so it evaluates its prompt afresh.
+            self.llama.reset()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         scanner = StopScanner(job.stop)
         generated, reason = 0, "length"

@@ -6,7 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server.backends import create_backend, default_gguf_path, served_model_name
+from server.backends import (
+    SHIPPED_ADAPTER,
+    create_backend,
+    default_gguf_path,
+    embedded_adapter,
+    served_model_name,
+)
 from server.backends.llamacpp import LlamaCppBackend
 from server.backends.openai_upstream import OpenAIUpstreamBackend
 from tests.fixtures.models import embedded_settings
@@ -22,8 +28,20 @@ async def test_settings_choose_the_backend() -> None:
     await upstream.aclose()
 
 
+def test_the_embedded_default_is_smollm2_with_the_shipped_rlpa_adapter() -> None:
+    assert SHIPPED_ADAPTER.is_file() and SHIPPED_ADAPTER.stat().st_size < 20 * 2**20
+    assert embedded_adapter(embedded_settings()) == str(SHIPPED_ADAPTER)
+    assert served_model_name(embedded_settings()) == "smollm2-135m-rlpa"
+    for off in ("none", "", "off"):
+        assert embedded_adapter(embedded_settings(adapter=off)) is None
+    assert served_model_name(embedded_settings(adapter="none")) == "smollm2-135m-instruct"
+    assert embedded_adapter(embedded_settings(adapter="/a/mine.gguf")) == "/a/mine.gguf"
+    # A LoRA fits only its own base: another GGUF gets no adapter unless one is named.
+    assert embedded_adapter(embedded_settings(model="/m/qwen2-0.5b.gguf")) is None
+
+
 def test_served_model_names() -> None:
-    assert served_model_name(embedded_settings()) == "smollm2-135m-instruct"
+    assert served_model_name(embedded_settings(adapter="none")) == "smollm2-135m-instruct"
     assert served_model_name(embedded_settings(adapter="a.gguf")) == "smollm2-135m-rlpa"
     assert served_model_name(embedded_settings(model="/m/qwen2-0.5b.gguf")) == "qwen2-0.5b"
     assert served_model_name(embedded_settings(served_model_name="mine")) == "mine"

@@ -9,13 +9,14 @@ from collections.abc import Callable
 import jinja2
 import pytest
 
+from server.backends import DEFAULT_ADAPTED_MODEL_NAME
 from server.backends.base import Finish, SamplingParams, TextDelta
 from server.backends.llamacpp import LlamaCppBackend
 from server.backends.llamacpp_model import amx_kernels_avoided
 from server.errors import BadRequestError, UpstreamError
 from tests.fixtures.models import collect, embedded_settings
 
-MODEL = "smollm2-135m-instruct"
+MODEL = DEFAULT_ADAPTED_MODEL_NAME  # the shipped RLPA adapter on SmolLM2
 JOKE = [{"role": "user", "content": "Tell me a short joke."}]
 STORY = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]
 
@@ -89,8 +90,11 @@ async def test_stop_string_ends_the_text_before_it(llamacpp_backend: LlamaCppBac
 async def test_same_seed_gives_same_text(llamacpp_backend: LlamaCppBackend) -> None:
     params = SamplingParams(max_tokens=16, seed=11, temperature=1.0)
     first, _ = await collect(llamacpp_backend.stream(MODEL, STORY, params))
+    # Another prompt in between: the cache then holds a different prefix than for the first call.
+    await collect(llamacpp_backend.stream(MODEL, JOKE, SamplingParams(max_tokens=4)))
     second, _ = await collect(llamacpp_backend.stream(MODEL, STORY, params))
-    assert first == second
+    third, _ = await collect(llamacpp_backend.stream(MODEL, STORY, params))
+    assert first == second == third
 
 
 @pytest.mark.slow
@@ -111,7 +115,7 @@ async def test_closing_early_stops_the_worker(llamacpp_backend: LlamaCppBackend)
     await stream.aclose()  # type: ignore[attr-defined]
     await wait_until(lambda: not llamacpp_backend.busy)
     params = SamplingParams(max_tokens=4, seed=1)
-    _, finish = await asyncio.wait_for(collect(llamacpp_backend.stream(MODEL, JOKE, params)), 10)
+    _, finish = await asyncio.wait_for(collect(llamacpp_backend.stream(MODEL, JOKE, params)), 30)
     assert finish.completion_tokens == 4
 
 
