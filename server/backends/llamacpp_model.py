@@ -136,11 +136,10 @@ class LoadedModel:
                 code="context_length_exceeded",
             )
         self.llama.set_seed(_RANDOM_SEED if job.seed is None else job.seed % _RANDOM_SEED)
-        if job.seed is not None:
-            # llama.cpp's logits depend on how the prompt was batched (read back from the prefix
-            # cache or evaluated at once), enough to flip a sample: a seeded request promises
-            # the same text, so it evaluates its prompt afresh.
-            self.llama.reset()
+        # Prompts reuse llama.cpp's prefix cache (multi-turn chats share long prefixes). Logits of
+        # a prompt read back from the cache and of one evaluated afresh can differ in the last
+        # bits, so a seed repeats its text when the cache holds the same prefix: best effort,
+        # as OpenAI documents `seed`.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         scanner = StopScanner(job.stop)
         generated, reason = 0, "length"
