@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +20,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
+    # The gateway's own messages (model and adapter loaded, auth state...) beside uvicorn's.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    server_logger = logging.getLogger("server")
+    server_logger.addHandler(handler)
+    server_logger.setLevel(settings.log_level.upper())
+    server_logger.propagate = False
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0

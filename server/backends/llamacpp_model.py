@@ -89,10 +89,12 @@ class LoadedModel:
     def load(cls, settings: Settings) -> LoadedModel:
         import llama_cpp
 
+        model_path, adapter = settings.model or default_gguf_path(), embedded_adapter(settings)
+        logger.info("embedded model %s, LoRA adapter %s", model_path, adapter or "none")
         with amx_kernels_avoided():
             llama = llama_cpp.Llama(
-                model_path=settings.model or default_gguf_path(),
-                lora_path=embedded_adapter(settings),
+                model_path=model_path,
+                lora_path=adapter,
                 n_ctx=settings.n_ctx,
                 n_threads=settings.n_threads,
                 verbose=False,
