@@ -144,7 +144,11 @@ def _named(spec: str) -> tuple[str, str]:
 
 def parse_config(argv: list[str] | None = None) -> tuple[EvalConfig, list[str]]:
     """The config from the recipe and flags (flags win), and any results files to compare."""
-    args = vars(build_parser().parse_args(argv))
+    return config_from_args(vars(build_parser().parse_args(argv)))
+
+
+def config_from_args(args: dict[str, Any]) -> tuple[EvalConfig, list[str]]:
+    """`parse_config` on arguments already parsed (it consumes them)."""
     values: dict[str, Any] = {}
     if recipe := args.pop("recipe"):
         from training.evaluate.config import load_recipe
@@ -152,7 +156,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[EvalConfig, list[str]]:
         values.update(load_recipe(recipe))
     compare = args.pop("compare") or []
     only = set(args.pop("only"))
-    args.pop("card")
+    args.pop("card", None)
     checkpoints, gateways = args.pop("checkpoint"), args.pop("gateway")
     gateway_options = {k: v for k in ("model", "api_key") if (v := args.pop(k)) is not None}
     values.update({key: value for key, value in args.items() if value is not None})
@@ -181,8 +185,9 @@ def main(argv: list[str] | EvalConfig | None = None) -> int:
         words = list(argv) if argv is not None else None
         if words and words[0] == "eval":  # tolerate a dispatcher that passes its own word on
             words = words[1:]
-        config, compare = parse_config(words)
-        card_path = build_parser().parse_args(words).card
+        args = vars(build_parser().parse_args(words))
+        card_path = args.pop("card")
+        config, compare = config_from_args(args)
     from training.evaluate import report
 
     if compare:
