@@ -7,6 +7,7 @@ that loaded an old version from the database cannot push it over a fresher one.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -32,6 +33,12 @@ return 1
 """
 
 
+# An erased user's entry is replaced by this version for a while, so that a reader which
+# loaded the profile just before the erase cannot put it back (every write is compare-and-set).
+ERASED_VERSION = 2**53 - 1
+ERASED_TTL_S = 60
+
+
 @dataclass(frozen=True)
 class CachedProfile:
     version: int
@@ -39,16 +46,27 @@ class CachedProfile:
     source: str | None
     updated_at: str | None
     personalization: bool = True
+    user_id: int = 0  # the end_user row this profile belongs to
+
+    @property
+    def erased(self) -> bool:
+        return self.version >= ERASED_VERSION
+
+
+ERASED = CachedProfile(ERASED_VERSION, [], None, None)
 
 
 def cache_key(tenant_id: int, user: str) -> str:
-    return f"p:{tenant_id}:{user}"
+    """The user id is hashed: cache keys name no one, before or after an erasure."""
+    digest = hashlib.blake2b(user.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return f"p:{tenant_id}:{digest}"
 
 
 class ProfileCache(Protocol):
     async def get(self, key: str) -> CachedProfile | None: ...
     async def put(self, key: str, value: CachedProfile) -> None: ...
     async def delete(self, key: str) -> None: ...
+    async def tombstone(self, key: str) -> None: ...
     async def ping(self) -> bool: ...
     async def aclose(self) -> None: ...
 
@@ -57,30 +75,49 @@ class LRUCache:
     def __init__(self, size: int) -> None:
         self._size = size
         self._data: OrderedDict[str, CachedProfile] = OrderedDict()
+        self._erased_until: dict[str, float] = {}
 
     async def get(self, key: str) -> CachedProfile | None:
         value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
+        if value is None:
+            return None
+        if value.erased:
+            if self._erased_until.get(key, 0.0) > time.monotonic():
+                return None
+            self._data.pop(key, None)
+            self._erased_until.pop(key, None)
+            return None
+        self._data.move_to_end(key)
         return value
 
     async def put(self, key: str, value: CachedProfile) -> None:
         old = self._data.get(key)
         if old is not None and old.version > value.version:
-            return
+            if not old.erased or self._erased_until.get(key, 0.0) > time.monotonic():
+                return
         self._data[key] = value
         self._data.move_to_end(key)
         while len(self._data) > self._size:
-            self._data.popitem(last=False)
+            evicted, _ = self._data.popitem(last=False)
+            self._erased_until.pop(evicted, None)
 
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
+
+    async def tombstone(self, key: str) -> None:
+        self._data[key] = ERASED
+        self._data.move_to_end(key)
+        self._erased_until[key] = time.monotonic() + ERASED_TTL_S
+        while len(self._data) > self._size:
+            evicted, _ = self._data.popitem(last=False)
+            self._erased_until.pop(evicted, None)
 
     async def ping(self) -> bool:
         return True
 
     async def aclose(self) -> None:
         self._data.clear()
+        self._erased_until.clear()
 
 
 class RedisCache:
@@ -150,7 +187,10 @@ class RedisCache:
         except Exception as exc:
             self._failed(exc)
             return None
-        return None if raw is None else CachedProfile(**json.loads(raw))
+        if raw is None:
+            return None
+        value = CachedProfile(**json.loads(raw))
+        return None if value.erased else value
 
     async def put(self, key: str, value: CachedProfile) -> None:
         if not await self._usable():
@@ -168,6 +208,16 @@ class RedisCache:
             return
         try:
             await self._redis.delete(self._prefix + key)
+        except Exception as exc:
+            self._failed(exc)
+
+    async def tombstone(self, key: str) -> None:
+        if not await self._usable():
+            return
+        try:
+            await self._redis.set(
+                self._prefix + key, json.dumps(asdict(ERASED)), ex=ERASED_TTL_S
+            )
         except Exception as exc:
             self._failed(exc)
 

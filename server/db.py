@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from server.errors import DatabaseUnavailableError
 from server.settings import Settings
 
 NAMING_CONVENTION = {
@@ -59,8 +61,23 @@ def create_engine(settings: Settings) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    # A stopped or frozen server must fail requests fast, not hang them: the connect timeout
+    # covers the whole handshake, command_timeout every statement seen from this side (a frozen
+    # server never answers), statement_timeout the server's own side, pool_timeout a pool whose
+    # connections are all stuck.
     return create_async_engine(
-        settings.database_url, pool_size=10, max_overflow=20, pool_pre_ping=True
+        settings.database_url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        pool_timeout=settings.db_pool_timeout_s,
+        connect_args={
+            "timeout": settings.db_connect_timeout_s,
+            "command_timeout": settings.db_statement_timeout_s,
+            "server_settings": {
+                "statement_timeout": str(int(settings.db_statement_timeout_s * 1000))
+            },
+        },
     )
 
 
@@ -76,10 +93,28 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean the database cannot be reached or did not answer in time,
+    as opposed to errors in what was asked of it."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, (sa_exc.OperationalError, sa_exc.InterfaceError)
+        )
+    return isinstance(exc, (sa_exc.TimeoutError, TimeoutError, ConnectionError, OSError))
+
+
 @asynccontextmanager
 async def transaction(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """A short unit of work: commit on success, roll back on any error."""
-    async with sessionmaker() as session, session.begin():
-        yield session
+    """A short unit of work: commit on success, roll back on any error.
+
+    A database that is down or frozen surfaces as DatabaseUnavailableError (503, Retry-After).
+    """
+    try:
+        async with sessionmaker() as session, session.begin():
+            yield session
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise DatabaseUnavailableError() from exc
+        raise

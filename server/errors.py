@@ -17,6 +17,7 @@ class RLPAError(Exception):
     status_code = 500
     type = "server_error"
     code: str | None = None
+    retry_after: int | None = None  # seconds, sent as Retry-After
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -63,9 +64,35 @@ class RateLimitError(RLPAError):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: int = 1, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
+
+
+class DatabaseUnavailableError(RLPAError):
+    """The profile database cannot be reached or did not answer in time."""
+
+    status_code = 503
+    type = "server_error"
+    code = "database_unavailable"
+    retry_after = 2
+
+    def __init__(
+        self, message: str = "The profile store is unavailable; try again shortly."
+    ) -> None:
+        super().__init__(message)
+
+
+class ProfileWriteError(DatabaseUnavailableError):
+    """The reply was generated but what it taught about the user could not be stored."""
+
+    code = "profile_not_stored"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The reply could not be completed: the user's profile could not be stored "
+            "(the profile store is unavailable). Nothing was remembered; retry the request."
+        )
 
 
 class UpstreamError(RLPAError):
@@ -102,9 +129,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(RLPAError)
     async def _rlpa(_request: Request, exc: RLPAError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, RateLimitError):
-            headers = {"Retry-After": str(exc.retry_after)}
+        headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from server.deps import StateDep
+from server.deps import AppState, StateDep
 
 router = APIRouter(tags=["health"])
+
+# Each check gets this long, all of them together: /ready answers within 2 s whatever hangs.
+_CHECK_TIMEOUT_S = 1.5
 
 
 @router.get("/health")
@@ -17,21 +23,36 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+async def _database(state: AppState) -> bool:
+    async with state.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    return True
+
+
+async def _check(probe: Awaitable[bool]) -> str | None:
+    """None when the probe answers yes, else why not."""
+    try:
+        ok = await asyncio.wait_for(probe, _CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return f"no answer within {_CHECK_TIMEOUT_S} s"
+    except Exception as exc:
+        return f"unreachable ({exc.__class__.__name__})"
+    return None if ok else "unhealthy"
+
+
 @router.get("/ready")
 async def ready(state: StateDep) -> JSONResponse:
-    """The database, the cache and the model backend all answer."""
-    checks: dict[str, bool] = {}
-    try:
-        async with state.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        checks["database"] = True
-    except Exception:
-        checks["database"] = False
-    checks["cache"] = await state.cache.ping()
+    """The database, the cache and the model backend all answer (within 2 s, together)."""
+    probes: dict[str, Awaitable[bool]] = {
+        "database": _database(state),
+        "cache": state.cache.ping(),
+    }
     if state.backend is not None:
-        checks["backend"] = await state.backend.health()
-    ok = all(checks.values())
-    return JSONResponse(
-        {"status": "ready" if ok else "unavailable", "checks": checks},
-        status_code=200 if ok else 503,
-    )
+        probes["backend"] = state.backend.health()
+    reasons = await asyncio.gather(*(_check(probe) for probe in probes.values()))
+    failures = {name: reason for name, reason in zip(probes, reasons, strict=True) if reason}
+    checks = {name: name not in failures for name in probes}
+    body: dict[str, object] = {"status": "unavailable" if failures else "ready", "checks": checks}
+    if failures:
+        body["reasons"] = failures
+    return JSONResponse(body, status_code=503 if failures else 200)

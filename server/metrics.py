@@ -13,3 +13,11 @@ CHAT_REQUESTS = Counter("rlpa_chat_requests_total", "Chat completions", ["status
 TIME_TO_FIRST_TOKEN = Histogram(
     "rlpa_time_to_first_token_seconds", "Time from request to first visible token"
 )
+ERASED_WRITES_DROPPED = Counter(
+    "rlpa_erased_profile_writes_dropped_total",
+    "Profile writes of turns whose user was erased while the turn ran",
+)
+PROFILE_WRITE_FAILURES = Counter(
+    "rlpa_profile_write_failures_total", "Turns whose profile change could not be stored"
+)
+AUTH_FAILURES = Counter("rlpa_auth_failures_total", "Requests with a missing or wrong API key")

@@ -35,6 +35,20 @@ class Settings(BaseSettings):
     admin_api_key: SecretStr | None = None
     max_body_bytes: int = 1_000_000
     rate_limit_per_minute: int = 0  # per API key; 0 = unlimited
+    # How long a replica trusts a key it has looked up: a key revoked elsewhere stops working
+    # here within this many seconds (on the replica that revoked it, at once).
+    auth_cache_ttl_s: float = 5.0
+    auth_cache_size: int = 10_000
+    # Failed authentications allowed per client address per minute before 429s.
+    auth_failures_per_minute: int = 30
+    # Off loopback, /metrics and /docs (with /openapi.json) need an admin key unless made public.
+    metrics_public: bool = False
+    docs_public: bool = False
+
+    # A database that does not answer fails requests fast (503) instead of hanging them.
+    db_connect_timeout_s: float = 2.0
+    db_statement_timeout_s: float = 5.0
+    db_pool_timeout_s: float = 2.0
 
     backend: Literal["llamacpp", "openai"] = "llamacpp"
     model: str | None = None  # GGUF path (llamacpp) or upstream model id (openai)

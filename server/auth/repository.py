@@ -53,6 +53,20 @@ async def revoke_key(session: AsyncSession, key_id: int, tenant_id: int | None) 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def count_active_keys(session: AsyncSession) -> int:
-    rows = await session.scalars(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1))
+async def count_keys(session: AsyncSession) -> int:
+    """0 or 1: whether any key, revoked or not, was ever created."""
+    rows = await session.scalars(select(ApiKey.id).limit(1))
     return len(rows.all())
+
+
+async def revoke_bound_keys(session: AsyncSession, tenant_id: int, user: str) -> int:
+    result = await session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.tenant_id == tenant_id,
+            ApiKey.bound_user == user,
+            ApiKey.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ async def create_key(body: s.KeyCreate, principal: AdminDep, state: StateDep) ->
         tenant = await repository.get_tenant(session, principal.tenant_id)
         assert tenant is not None
         created = await service.create_key(session, tenant, body)
-    state.auth.forget()
+    state.auth.key_created()
     return created
 
 

@@ -8,13 +8,15 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import repository
 from server.auth import schemas as s
 from server.auth.models import ApiKey, Tenant
+from server import metrics
 from server.db import transaction
-from server.errors import AuthenticationError, BadRequestError, NotFoundError
+from server.errors import AuthenticationError, BadRequestError, NotFoundError, RateLimitError
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -22,7 +24,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_TENANT = "default"
 KEY_PREFIX_CHARS = 12
 MAX_USER_CHARS = 256
-_CACHE_TTL_S = 5.0
+# A wrong key is remembered only briefly and in a bounded cache: distinct wrong keys must not
+# grow memory, and a key created a moment ago must start working at once.
+_NEGATIVE_TTL_S = 1.0
+_NEGATIVE_SIZE = 1024
+_FAILURE_WINDOW_S = 60.0
+_FAILURE_ADDRESSES = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,10 +50,11 @@ def new_secret() -> str:
 
 
 def validate_user(user: str, param: str = "user") -> str:
-    """The OpenAI `user` string: 1-256 printable characters."""
-    if not user or len(user) > MAX_USER_CHARS or not user.isprintable():
+    """The OpenAI `user` string: 1-256 printable characters, not all of them spaces."""
+    if not user.strip() or len(user) > MAX_USER_CHARS or not user.isprintable():
         raise BadRequestError(
-            f"'{param}' must be 1 to {MAX_USER_CHARS} printable characters.", param=param
+            f"'{param}' must be 1 to {MAX_USER_CHARS} printable characters, not only spaces.",
+            param=param,
         )
     return user
 
@@ -85,13 +93,30 @@ async def create_key(
 
 
 class Authenticator:
-    """Resolves bearer keys to a principal. Auth is off only on loopback with no key anywhere."""
+    """Resolves bearer keys to a principal.
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    Authentication is off only on loopback when no key is configured and none was ever created:
+    revoking keys never opens the server. Keys found are trusted for `auth_cache_ttl_s`, so a key
+    revoked on another replica stops working here within that bound.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        cache_ttl_s: float = 5.0,
+        cache_size: int = 10_000,
+        failures_per_minute: int = 30,
+    ) -> None:
         self._sessionmaker = sessionmaker
         self.enabled = True
         self.default_tenant: Tenant | None = None
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._known: TTLCache[str, Principal] = TTLCache(cache_size, cache_ttl_s)
+        self._wrong: TTLCache[str, bool] = TTLCache(_NEGATIVE_SIZE, _NEGATIVE_TTL_S)
+        self._failures_per_minute = failures_per_minute
+        self._failures: TTLCache[str, tuple[float, int]] = TTLCache(
+            _FAILURE_ADDRESSES, _FAILURE_WINDOW_S
+        )
 
     async def bootstrap(self, settings: Settings) -> None:
         async with transaction(self._sessionmaker) as session:
@@ -99,13 +124,22 @@ class Authenticator:
             admin_key = settings.admin_api_key
             if admin_key is not None:
                 secret = admin_key.get_secret_value()
-                if await repository.get_key_by_hash(session, hash_secret(secret)) is None:
+                existing = await repository.get_key_by_hash(session, hash_secret(secret))
+                if existing is None:
                     body = s.KeyCreate(
                         name="bootstrap (RLPA_ADMIN_API_KEY)", scopes=["admin", "chat"]
                     )
                     await create_key(session, self.default_tenant, body, secret)
-            has_keys = await repository.count_active_keys(session) > 0
-        if has_keys:
+                elif existing.revoked_at is not None:
+                    logger.warning(
+                        "RLPA_ADMIN_API_KEY is the key %d, revoked at %s: it stays revoked and "
+                        "authentication stays on. Set a new RLPA_ADMIN_API_KEY or create a key "
+                        "with `rlpa keys create`.",
+                        existing.id,
+                        existing.revoked_at.isoformat(),
+                    )
+            ever_had_keys = await repository.count_keys(session) > 0
+        if admin_key is not None or ever_had_keys:
             self.enabled = True
         elif settings.is_loopback:
             self.enabled = False
@@ -127,26 +161,57 @@ class Authenticator:
         )
 
     def forget(self) -> None:
-        self._cache.clear()
+        """Drop every cached lookup: after a key was created or revoked through this replica."""
+        self._known.clear()
+        self._wrong.clear()
 
-    async def authenticate(self, secret: str | None) -> Principal:
+    def key_created(self) -> None:
+        self.enabled = True  # the first key ever created turns authentication on
+        self.forget()
+
+    async def authenticate(self, secret: str | None, address: str | None = None) -> Principal:
         if secret is None:
             if not self.enabled:
                 return self.anonymous()
+            self._failed(address)
             raise AuthenticationError(
                 "Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key"
             )
         digest = hash_secret(secret)
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            principal = hit[1]
-        else:
+        principal = self._known.get(digest)
+        if principal is not None:
+            return principal
+        self._check_failures(address)
+        if digest not in self._wrong:
             principal = await self._lookup(digest)
-            self._cache[digest] = (now + _CACHE_TTL_S, principal)
         if principal is None:
+            self._wrong[digest] = True
+            self._failed(address)
             raise AuthenticationError("Incorrect API key provided.")
+        self._known[digest] = principal
         return principal
+
+    def _check_failures(self, address: str | None) -> None:
+        if address is None or self._failures_per_minute <= 0:
+            return
+        started, count = self._failures.get(address, (0.0, 0))
+        remaining = started + _FAILURE_WINDOW_S - time.monotonic()
+        if count >= self._failures_per_minute and remaining > 0:
+            raise RateLimitError(
+                "Too many failed authentications from this address; try again later.",
+                retry_after=max(1, int(remaining) + 1),
+                code="too_many_auth_failures",
+            )
+
+    def _failed(self, address: str | None) -> None:
+        metrics.AUTH_FAILURES.inc()
+        if address is None:
+            return
+        now = time.monotonic()
+        started, count = self._failures.get(address, (now, 0))
+        if now - started >= _FAILURE_WINDOW_S:
+            started, count = now, 0
+        self._failures[address] = (started, count + 1)
 
     async def _lookup(self, digest: str) -> Principal | None:
         async with transaction(self._sessionmaker) as session:

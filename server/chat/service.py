@@ -17,7 +17,7 @@ from typing import Any
 from server import metrics, rlpa
 from server.auth.service import Principal, validate_user
 from server.backends.base import ChatBackend, Finish, SamplingParams
-from server.errors import BadRequestError, NotFoundError
+from server.errors import BadRequestError, NotFoundError, ProfileWriteError
 from server.openai import protocol as p
 from server.profiles.service import ProfileService, ProfileState
 
@@ -73,9 +73,7 @@ class ChatService:
         if user is not None:
             validate_user(user)
         remember = user is not None and body.rlpa.mode == "on"
-        stored = (
-            await self.profiles.get_state(principal.tenant_id, user) if remember and user else None
-        )
+        stored = await self.profiles.open(principal.tenant_id, user) if remember and user else None
         history = [{"role": m.role, "content": m.text()} for m in body.messages]
         if stored is not None and not stored.personalization:
             # The user opted out: ordinary chat on the client's messages, nothing read or kept.
@@ -174,7 +172,7 @@ class ChatService:
                     yield step.text
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away. A profile block it already completed is still kept.
-            self._in_background(self.persist(turn))
+            self._in_background(self._persist_quietly(turn))
             raise
 
     def _in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -182,34 +180,59 @@ class ChatService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def persist(self, turn: Turn) -> None:
-        """Store choice 0's profile as a new version if it changed. Idempotent per turn."""
-        if not turn.remember or turn.user is None or turn.profile is None:
-            return
-        traits, turn.profile = turn.profile, None
-        if turn.stored is not None and traits == turn.stored.traits:
-            return
+    async def persist(self, turn: Turn) -> bool:
+        """Apply choice 0's profile change to the user's latest version. Idempotent per turn.
+
+        True if a write was attempted (which also marks the user as seen). Raises
+        ProfileWriteError when the change could not be stored: the client must not be told "ok"
+        while what it said was dropped.
+        """
+        if not turn.remember or turn.user is None or turn.profile is None or turn.stored is None:
+            return False
+        block, turn.profile = turn.profile, None
+        change = rlpa.change_from_rewrite(turn.stored.traits, block)
+        if not change:
+            return False
         try:
-            written = await self.profiles.append(
+            state = await self.profiles.apply_change(
                 turn.tenant_id,
                 turn.user,
-                traits,
-                source="model",
+                turn.stored,
+                change,
                 model_name=turn.model,
                 request_id=turn.request_id,
             )
-        except Exception:
-            logger.exception("could not store the profile for request %s", turn.request_id)
-            return
-        turn.version = written.version
-        turn.stored = ProfileState(written.version, traits, True, "model", written.updated_at)
+        except Exception as exc:
+            metrics.PROFILE_WRITE_FAILURES.inc()
+            logger.error("could not store the profile for request %s: %r", turn.request_id, exc)
+            raise ProfileWriteError() from exc
+        if state is None:
+            logger.info("request %s: the user was erased during the turn", turn.request_id)
+            turn.remember, turn.stored, turn.version = False, None, 0
+        else:
+            turn.stored, turn.version = state, state.version
+        return True
+
+    async def _persist_quietly(self, turn: Turn) -> None:
+        """persist() for a client that has gone: nobody is left to tell, so a failure is logged."""
+        try:
+            await self.persist(turn)
+        except ProfileWriteError:
+            pass
 
     async def finish_turn(self, turn: Turn) -> None:
         """After the last choice: store the profile (shielded from a disconnect) and note the
         user was seen."""
-        await asyncio.shield(asyncio.ensure_future(self.persist(turn)))
-        if turn.remember and turn.user is not None:
-            self._in_background(self.profiles.touch(turn.tenant_id, turn.user))
+        wrote = await asyncio.shield(asyncio.ensure_future(self.persist(turn)))
+        if not wrote and turn.remember and turn.user is not None:
+            self._in_background(self._touch(turn))
+
+    async def _touch(self, turn: Turn) -> None:
+        assert turn.user is not None
+        try:
+            await self.profiles.touch(turn.tenant_id, turn.user)
+        except Exception as exc:  # "last seen" is best effort; the profile itself is not
+            logger.warning("could not mark user as seen: %r", exc)
 
     def rlpa_block(self, turn: Turn) -> p.RLPAProfile | None:
         if not turn.return_profile:

@@ -10,7 +10,12 @@ from server.db import Base, utcnow
 
 class EndUser(Base):
     __tablename__ = "end_user"
-    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+    # Ids are never reused (SQLite would reuse a deleted one): an erased user's in-flight turn
+    # must find no row, never a newer user's.
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "external_id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))

@@ -46,6 +46,20 @@ async def ensure_user(session: AsyncSession, tenant_id: int, external_id: str) -
     return user
 
 
+async def lock_user(session: AsyncSession, user_id: int) -> tuple[int, bool] | None:
+    """(current version, personalization) of a user row, locked until commit; None if the row is
+    gone (erased). An UPDATE rather than SELECT ... FOR UPDATE: it takes SQLite's write lock up
+    front too, so two writers never both read and then fail to upgrade."""
+    result = await session.execute(
+        update(EndUser)
+        .where(EndUser.id == user_id)
+        .values(last_seen_at=utcnow())
+        .returning(EndUser.current_version, EndUser.personalization)
+    )
+    row = result.one_or_none()
+    return None if row is None else (int(row[0]), bool(row[1]))
+
+
 async def allocate_version(session: AsyncSession, user_id: int) -> int:
     """Next version number. The UPDATE row-locks the user until commit, so concurrent writers
     queue behind each other and a rolled-back writer gives its number back: no gaps."""

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from server.deps import AdminDep, ProfilesDep, UserDep
+from server.deps import AdminDep, ProfilesDep, StateDep, UserDep
 from server.errors import error_body
 from server.profiles import schemas as s
 
@@ -79,6 +79,10 @@ async def update_user(
 
 
 @router.delete("/{user:path}", status_code=204, responses=_errors)
-async def erase_user(user: UserDep, principal: AdminDep, profiles: ProfilesDep) -> Response:
-    await profiles.erase(principal.tenant_id, user)
+async def erase_user(
+    user: UserDep, principal: AdminDep, profiles: ProfilesDep, state: StateDep
+) -> Response:
+    """Erase the user, every profile version, and revoke the API keys bound to the user."""
+    if await profiles.erase(principal.tenant_id, user):
+        state.auth.forget()
     return Response(status_code=204)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server import metrics, rlpa
+from server.auth import repository as auth_repository
 from server.cache import CachedProfile, ProfileCache, cache_key
 from server.db import transaction, utcnow
 from server.errors import BadRequestError, NotFoundError
@@ -33,6 +34,7 @@ class ProfileState:
     personalization: bool
     source: str | None
     updated_at: datetime | None
+    user_id: int  # the end_user row: a turn writes only to the row it read, never to a successor
 
 
 def _diff(old: list[str], new: list[str]) -> tuple[list[str], list[str]]:
@@ -73,9 +75,12 @@ def encode_cursor(user: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
+        user = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError("Invalid cursor.", param="cursor") from exc
+    if not user.isprintable():  # no cursor of ours decodes to a control character
+        raise BadRequestError("Invalid cursor.", param="cursor")
+    return user
 
 
 class ProfileService:
@@ -93,11 +98,16 @@ class ProfileService:
         """Current profile for a chat turn, cache first. None for a user never seen."""
         key = cache_key(tenant_id, user)
         cached = await self.cache.get(key)
-        if cached is not None:
+        if cached is not None and cached.user_id:
             metrics.CACHE_HITS.inc()
             updated = datetime.fromisoformat(cached.updated_at) if cached.updated_at else None
             return ProfileState(
-                cached.version, cached.traits, cached.personalization, cached.source, updated
+                cached.version,
+                cached.traits,
+                cached.personalization,
+                cached.source,
+                updated,
+                cached.user_id,
             )
         metrics.CACHE_MISSES.inc()
         async with transaction(self._sessionmaker) as session:
@@ -111,6 +121,27 @@ class ProfileService:
             personalization=row.personalization,
             source=current.source if current else None,
             updated_at=current.created_at if current else None,
+            user_id=row.id,
+        )
+        await self._cache_put(tenant_id, user, state)
+        return state
+
+    async def open(self, tenant_id: int, user: str) -> ProfileState:
+        """The state a chat turn starts from, creating the user on their first turn so that the
+        turn is tied to one user row (an erase during the turn then removes that row)."""
+        state = await self.get_state(tenant_id, user)
+        if state is not None:
+            return state
+        async with transaction(self._sessionmaker) as session:
+            row = await repository.ensure_user(session, tenant_id, user)
+            current = await repository.get_version(session, row.id, row.current_version)
+        state = ProfileState(
+            version=row.current_version,
+            traits=current.traits if current else [],
+            personalization=row.personalization,
+            source=current.source if current else None,
+            updated_at=current.created_at if current else None,
+            user_id=row.id,
         )
         await self._cache_put(tenant_id, user, state)
         return state
@@ -118,9 +149,57 @@ class ProfileService:
     async def _cache_put(self, tenant_id: int, user: str, state: ProfileState) -> None:
         updated = state.updated_at.isoformat() if state.updated_at else None
         value = CachedProfile(
-            state.version, state.traits, state.source, updated, state.personalization
+            state.version,
+            state.traits,
+            state.source,
+            updated,
+            state.personalization,
+            state.user_id,
         )
         await self.cache.put(cache_key(tenant_id, user), value)
+
+    async def apply_change(
+        self,
+        tenant_id: int,
+        user: str,
+        read: ProfileState,
+        change: rlpa.ProfileChange,
+        *,
+        model_name: str | None = None,
+        request_id: str | None = None,
+    ) -> ProfileState | None:
+        """Apply a chat turn's change to the user's latest version, in one transaction.
+
+        Returns the resulting state (a new version only if the change changed anything), or None
+        when the user row the turn read is gone: the user was erased while the turn ran, and an
+        erased user stays erased. An opted-out user gets no new version.
+        """
+        async with transaction(self._sessionmaker) as session:
+            locked = await repository.lock_user(session, read.user_id)
+            if locked is None:
+                metrics.ERASED_WRITES_DROPPED.inc()
+                return None
+            current, personalization = locked
+            latest = await repository.get_version(session, read.user_id, current)
+            traits = latest.traits if latest else []
+            merged = change.apply(traits) if personalization else traits
+            if merged == traits:
+                return ProfileState(
+                    current,
+                    traits,
+                    personalization,
+                    latest.source if latest else None,
+                    latest.created_at if latest else None,
+                    read.user_id,
+                )
+            number = await repository.allocate_version(session, read.user_id)
+            version = await repository.add_version(
+                session, read.user_id, number, merged, "model", model_name, request_id
+            )
+        metrics.PROFILE_WRITES.labels("model").inc()
+        state = ProfileState(number, merged, True, "model", version.created_at, read.user_id)
+        await self._cache_put(tenant_id, user, state)
+        return state
 
     async def append(
         self,
@@ -142,7 +221,7 @@ class ProfileService:
             )
             personalization = row.personalization
         metrics.PROFILE_WRITES.labels(source).inc()
-        state = ProfileState(number, traits, personalization, source, version.created_at)
+        state = ProfileState(number, traits, personalization, source, version.created_at, row.id)
         await self._cache_put(tenant_id, user, state)
         return s.ProfileRead(
             user=user, version=number, traits=traits, updated_at=version.created_at, source=source
@@ -201,14 +280,23 @@ class ProfileService:
             personalization=enabled,
         )
 
-    async def erase(self, tenant_id: int, user: str) -> None:
+    async def erase(self, tenant_id: int, user: str) -> int:
+        """Delete the user, every version and the cached profile, and revoke the keys bound to
+        the user, in one transaction. Returns how many keys were revoked.
+
+        A turn in flight holds the deleted row's id, so its write finds no row and is dropped;
+        the cache entry becomes a short-lived tombstone so that a reader which loaded the
+        profile just before cannot put it back.
+        """
         key = cache_key(tenant_id, user)
         async with transaction(self._sessionmaker) as session:
             row = await self._require_user(session, tenant_id, user)
             await repository.delete_user(session, row.id)
-            await self.cache.delete(key)
+            revoked = await auth_repository.revoke_bound_keys(session, tenant_id, user)
+            await self.cache.tombstone(key)
         # Again after the commit: a reader may have re-filled the entry in between.
-        await self.cache.delete(key)
+        await self.cache.tombstone(key)
+        return revoked
 
     async def export(self, tenant_id: int, tenant_name: str, user: str) -> s.UserExport:
         async with transaction(self._sessionmaker) as session:

@@ -5,6 +5,7 @@ Changing the prompt or the output format means bumping CONTRACT_VERSION: it is w
 exported checkpoint and checked when one is loaded.
 """
 
+from server.rlpa.change import ProfileChange, change_from_rewrite
 from server.rlpa.grammar import FORMAT_GBNF
 from server.rlpa.parse import ParsedOutput, parse_output
 from server.rlpa.prompt import SYSTEM_PROMPT, build_messages, render_output, render_profile
@@ -26,10 +27,12 @@ __all__ = [
     "MAX_TRAIT_CHARS",
     "SYSTEM_PROMPT",
     "ParsedOutput",
+    "ProfileChange",
     "SplitEvent",
     "StreamSplitter",
     "TraitError",
     "build_messages",
+    "change_from_rewrite",
     "normalize_traits",
     "parse_output",
     "render_output",

@@ -8,11 +8,15 @@ blank lines, which stripping removes.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 from server.rlpa.traits import TAGS, normalize_traits
 
 PROFILE_OPEN, PROFILE_CLOSE, RESPONSE_OPEN, RESPONSE_CLOSE = TAGS
+# Traits are one per line, and only newlines end a line: str.splitlines() would also break on
+# U+2028, U+0085 and the like, cutting one trait in two (they become spaces in the trait).
+_LINES = re.compile(r"\r\n|\r|\n")
 
 
 class _State(Enum):
@@ -100,6 +104,6 @@ class Machine:
         if not self._capturing:
             return None
         self._capturing = False
-        self.profile = normalize_traits("".join(self._parts).splitlines())
+        self.profile = normalize_traits(_LINES.split("".join(self._parts)))
         self._parts = []
         return self.profile

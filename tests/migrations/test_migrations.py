@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server import migrate
+from server.db import create_engine
 from server.models import Base
+from server.settings import Settings
 
 TABLES = {"tenant", "api_key", "end_user", "profile_version"}
 
@@ -57,3 +59,55 @@ async def test_autogenerate_finds_no_difference_between_models_and_migrations(
 ) -> None:
     await asyncio.to_thread(migrate.upgrade, empty_url)
     assert await _diff(empty_url) == []
+
+
+async def test_migrating_keeps_every_profile_version(empty_url: str) -> None:
+    """Memory survives migrations: users and versions written at the first revision are all
+    there at head, and again after going down and up."""
+    await asyncio.to_thread(migrate.upgrade, empty_url, "0001")
+    engine = create_async_engine(empty_url)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO tenant (id, name, created_at) VALUES (1, 't', CURRENT_TIMESTAMP)")
+        )
+        for user_id in (1, 2):
+            await conn.execute(
+                text(
+                    "INSERT INTO end_user (id, tenant_id, external_id, personalization, "
+                    "current_version, created_at, last_seen_at) VALUES "
+                    "(:id, 1, :ext, true, 2, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"id": user_id, "ext": f"user-{user_id}"},
+            )
+            for version in (1, 2):
+                await conn.execute(
+                    text(
+                        "INSERT INTO profile_version (end_user_id, version, traits, source, "
+                        "created_at) VALUES (:u, :v, :t, 'model', CURRENT_TIMESTAMP)"
+                    ),
+                    {"u": user_id, "v": version, "t": f'["trait {user_id}.{version}"]'},
+                )
+
+    async def versions() -> list[tuple[str, int, str]]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT u.external_id, v.version, v.traits FROM profile_version v "
+                    "JOIN end_user u ON u.id = v.end_user_id ORDER BY 1, 2"
+                )
+            )
+            return [(r[0], r[1], str(r[2])) for r in rows]
+
+    before = await versions()
+    assert len(before) == 4
+    # Through the gateway's own engine, as the embedded default migrates at start: SQLite
+    # foreign keys are on there, so a table rebuild must not cascade.
+    app_engine = create_engine(Settings(_env_file=None, database_url=empty_url))  # type: ignore[call-arg]
+    await migrate.upgrade_engine(app_engine)
+    await app_engine.dispose()
+    assert await versions() == before
+    await asyncio.to_thread(migrate.downgrade, empty_url, "0001")
+    assert await versions() == before
+    await asyncio.to_thread(migrate.upgrade, empty_url)
+    assert await versions() == before
+    await engine.dispose()

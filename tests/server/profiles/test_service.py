@@ -14,6 +14,7 @@ from server.cache import LRUCache
 from server.db import create_engine, create_sessionmaker, transaction
 from server.profiles.models import EndUser, ProfileVersion
 from server.profiles.service import ProfileService
+from server.rlpa import ProfileChange
 from server.settings import Settings
 
 
@@ -77,3 +78,48 @@ async def test_erase_deletes_user_and_every_version_only_for_that_user(
     assert users == 0 and orphans == 0
     kept_state = await profiles.get_state(tenant, kept)
     assert kept_state is not None and kept_state.version == 2
+
+
+async def test_concurrent_changes_read_from_one_version_all_land(
+    service: tuple[ProfileService, int],
+) -> None:
+    profiles, tenant = service
+    user = f"merge-{uuid.uuid4().hex[:8]}"
+    await profiles.append(tenant, user, ["likes jazz"], source="admin")
+    read = await profiles.open(tenant, user)
+    facts = [f"fact {i}" for i in range(30)]
+    states = await asyncio.gather(
+        *(profiles.apply_change(tenant, user, read, ProfileChange(add=(f,))) for f in facts)
+    )
+    assert sorted(s.version for s in states if s is not None) == list(range(2, 32))
+    final = await profiles.get_state(tenant, user)
+    assert final is not None and final.version == 31
+    assert sorted(final.traits) == sorted(["likes jazz", *facts])
+
+
+async def test_a_change_read_before_an_erase_writes_nothing_after_it(
+    service: tuple[ProfileService, int],
+) -> None:
+    profiles, tenant = service
+    user = f"erased-{uuid.uuid4().hex[:8]}"
+    await profiles.append(tenant, user, ["has a secret"], source="model")
+    read = await profiles.open(tenant, user)  # a turn starts ...
+    await profiles.erase(tenant, user)  # ... the user is erased while it runs ...
+    late = await profiles.apply_change(tenant, user, read, ProfileChange(add=("more",)))
+    assert late is None  # ... and its write finds no user to write to
+    assert await profiles.get_state(tenant, user) is None
+    # A reader that loaded the profile before the erase cannot put it back into the cache.
+    await profiles._cache_put(tenant, user, read)
+    assert await profiles.get_state(tenant, user) is None
+    # The user may come back later as a new user, with nothing of the old profile.
+    fresh = await profiles.open(tenant, user)
+    assert (fresh.version, fresh.traits) == (0, []) and fresh.user_id != read.user_id
+
+
+async def test_an_unchanged_profile_writes_no_version(service: tuple[ProfileService, int]) -> None:
+    profiles, tenant = service
+    user = f"same-{uuid.uuid4().hex[:8]}"
+    await profiles.append(tenant, user, ["a"], source="model")
+    read = await profiles.open(tenant, user)
+    state = await profiles.apply_change(tenant, user, read, ProfileChange(add=("A",)))
+    assert state is not None and (state.version, state.traits) == (1, ["a"])

@@ -96,3 +96,9 @@ def test_parse_output_closes_the_profile_at_a_stray_response_end() -> None:
 
 def test_parse_output_ignores_a_nested_profile_opening() -> None:
     assert parse("<profile>- a\n<profile>- b</profile><response>Hi").profile == ["a", "b"]
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085", "\x0b", "\x0c"])
+def test_a_unicode_line_separator_inside_a_trait_does_not_split_it(separator: str) -> None:
+    text = f"<profile>\n- lives in{separator}Oslo\n- likes jazz\n</profile>\n<response>Hi</response>"
+    assert parse(text).profile == ["lives in Oslo", "likes jazz"]
