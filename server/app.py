@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
-from prometheus_client import make_asgi_app
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from server import errors, migrate
@@ -17,7 +19,7 @@ from server.auth.service import Authenticator
 from server.cache import create_cache
 from server.chat.service import ChatService
 from server.db import create_engine, create_sessionmaker
-from server.deps import AppState
+from server.deps import AppState, DocsAccessDep, MetricsAccessDep
 from server.health import router as health_router
 from server.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from server.openai.router import router as openai_router
@@ -67,7 +69,12 @@ def create_app(settings: Settings | None = None, backend: ChatBackend | None = N
             sessionmaker=sessionmaker,
             cache=cache,
             profiles=ProfileService(sessionmaker, cache),
-            auth=Authenticator(sessionmaker),
+            auth=Authenticator(
+                sessionmaker,
+                cache_ttl_s=settings.auth_cache_ttl_s,
+                cache_size=settings.auth_cache_size,
+                failures_per_minute=settings.auth_failures_per_minute,
+            ),
             limiter=RateLimiter(
                 settings.rate_limit_per_minute, settings.redis_url, settings.redis_key_prefix
             ),
@@ -94,6 +101,10 @@ def create_app(settings: Settings | None = None, backend: ChatBackend | None = N
         version="0.1.0",
         description="OpenAI-compatible chat that learns who it talks to (RLPA).",
         lifespan=lifespan,
+        # Served by _operator_router instead, behind an admin key off loopback.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -102,8 +113,43 @@ def create_app(settings: Settings | None = None, backend: ChatBackend | None = N
     app.include_router(users_router)
     app.include_router(keys_router)
     app.include_router(openai_router)
-    app.mount("/metrics", make_asgi_app())
+    app.include_router(_operator_router(app))
     return app
+
+
+def _operator_router(app: FastAPI) -> APIRouter:
+    """/metrics, /docs, /redoc and /openapi.json: open on loopback, else an admin key (or
+    RLPA_METRICS_PUBLIC / RLPA_DOCS_PUBLIC).
+
+    A browser cannot send the key, not even on the Swagger page's own fetch of /openapi.json:
+    off loopback an operator fetches /openapi.json with the key, or sets RLPA_DOCS_PUBLIC=true to
+    browse /docs.
+    """
+    router = APIRouter(include_in_schema=False)
+
+    def schema_url(request: Request) -> str:
+        root_path: str = request.scope.get("root_path", "")
+        return root_path.rstrip("/") + "/openapi.json"
+
+    @router.get("/metrics")
+    async def metrics(_access: MetricsAccessDep) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/openapi.json")
+    async def openapi(_access: DocsAccessDep) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @router.get("/docs")
+    async def swagger(request: Request, _access: DocsAccessDep) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=schema_url(request), title=f"{app.title} - Swagger UI"
+        )
+
+    @router.get("/redoc")
+    async def redoc(request: Request, _access: DocsAccessDep) -> HTMLResponse:
+        return get_redoc_html(openapi_url=schema_url(request), title=f"{app.title} - ReDoc")
+
+    return router
 
 
 async def _start_chat(state: AppState, backend: ChatBackend | None) -> None:
@@ -112,5 +158,8 @@ async def _start_chat(state: AppState, backend: ChatBackend | None) -> None:
 
         backend = create_backend(state.settings)
         await backend.start()
+    from server.backends import contract_version
+
     state.backend = backend
-    state.chat = ChatService(backend, state.profiles)
+    state.chat = ChatService(backend, state.profiles, contract_version(state.settings))
+    logger.info("serving RLPA contract v%d", state.chat.contract_version)

@@ -215,9 +215,7 @@ class RedisCache:
         if not await self._usable():
             return
         try:
-            await self._redis.set(
-                self._prefix + key, json.dumps(asdict(ERASED)), ex=ERASED_TTL_S
-            )
+            await self._redis.set(self._prefix + key, json.dumps(asdict(ERASED)), ex=ERASED_TTL_S)
         except Exception as exc:
             self._failed(exc)
 

@@ -44,10 +44,14 @@ _bearer = HTTPBearer(auto_error=False, description="An rlpa API key.")
 
 
 async def get_principal(
+    request: Request,
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    principal = await state.auth.authenticate(credentials.credentials if credentials else None)
+    address = request.client.host if request.client else None
+    principal = await state.auth.authenticate(
+        credentials.credentials if credentials else None, address
+    )
     await state.limiter.check(principal)
     return principal
 
@@ -84,3 +88,31 @@ def get_profiles(state: StateDep) -> ProfileService:
 
 
 ProfilesDep = Annotated[ProfileService, Depends(get_profiles)]
+
+
+_BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def _admin_off_loopback(
+    request: Request, state: AppState, credentials: HTTPAuthorizationCredentials | None
+) -> None:
+    """Operator pages are open on loopback; elsewhere they need an admin-scope key."""
+    if state.settings.is_loopback:
+        return
+    principal = await get_principal(request, state, credentials)
+    if "admin" not in principal.scopes:
+        raise PermissionDeniedError("This API key lacks the 'admin' scope.")
+
+
+async def metrics_access(request: Request, state: StateDep, credentials: _BearerDep) -> None:
+    if not state.settings.metrics_public:
+        await _admin_off_loopback(request, state, credentials)
+
+
+async def docs_access(request: Request, state: StateDep, credentials: _BearerDep) -> None:
+    if not state.settings.docs_public:
+        await _admin_off_loopback(request, state, credentials)
+
+
+MetricsAccessDep = Annotated[None, Depends(metrics_access)]
+DocsAccessDep = Annotated[None, Depends(docs_access)]

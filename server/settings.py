@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     embedded_repeat_penalty: float = 1.15
     # Constrain the embedded model's decoding to the RLPA format (profile block, then reply).
     embedded_grammar: bool = True
+    # The RLPA contract the model was trained on: 1 (the block is the whole profile) or 2 (the
+    # block lists changes). Unset: an embedded adapter's rlpa.json says; otherwise 2.
+    contract_version: Literal[1, 2] | None = None
 
     upstream_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     upstream_api_key: SecretStr | None = None

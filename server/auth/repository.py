@@ -67,6 +67,7 @@ async def revoke_bound_keys(session: AsyncSession, tenant_id: int, user: str) ->
             ApiKey.bound_user == user,
             ApiKey.revoked_at.is_(None),
         )
-        .values(revoked_at=utcnow())
+        # The key forgets whom it was bound to: nothing of an erased user stays behind.
+        .values(revoked_at=utcnow(), bound_user=None)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

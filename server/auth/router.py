@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 
 from server.auth import repository, service
 from server.auth import schemas as s
@@ -11,6 +13,8 @@ from server.deps import AdminDep, StateDep
 from server.errors import PermissionDeniedError
 
 router = APIRouter(prefix="/admin/keys", tags=["admin: keys"])
+# Key ids are a 32-bit INTEGER column: a larger id cannot even be compared against it.
+MAX_KEY_ID = 2**31 - 1
 
 
 @router.post("", response_model=s.KeyCreated, status_code=201)
@@ -35,7 +39,9 @@ async def list_keys(principal: AdminDep, state: StateDep) -> s.KeyList:
 
 
 @router.delete("/{key_id}", status_code=204)
-async def revoke_key(key_id: int, principal: AdminDep, state: StateDep) -> Response:
+async def revoke_key(
+    key_id: Annotated[int, Path(ge=1, le=MAX_KEY_ID)], principal: AdminDep, state: StateDep
+) -> Response:
     if principal.bound_user is not None:
         raise PermissionDeniedError("A key bound to one user cannot revoke keys.")
     await state.auth.revoke(key_id, principal.tenant_id)

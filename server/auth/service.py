@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server import metrics
 from server.auth import repository
 from server.auth import schemas as s
 from server.auth.models import ApiKey, Tenant
-from server import metrics
 from server.db import transaction
 from server.errors import AuthenticationError, BadRequestError, NotFoundError, RateLimitError
 from server.settings import Settings

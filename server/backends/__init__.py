@@ -7,10 +7,15 @@ on a machine without llama-cpp-python.
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 from pathlib import Path
 
+from server import rlpa
 from server.backends.base import ChatBackend
 from server.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_ADAPTED_MODEL_NAME = "smollm2-135m-rlpa"
@@ -43,6 +48,30 @@ def embedded_adapter(settings: Settings) -> str | None:
     if settings.model is None and SHIPPED_ADAPTER.is_file():
         return str(SHIPPED_ADAPTER)
     return None
+
+
+def contract_version(settings: Settings) -> int:
+    """The RLPA contract the served model writes. `RLPA_CONTRACT_VERSION` wins; an embedded
+    adapter declares its own in the `rlpa.json` beside it (an adapter without one predates v2,
+    so v1); a bare base model or an upstream gets the latest contract."""
+    if settings.contract_version is not None:
+        return settings.contract_version
+    adapter = embedded_adapter(settings) if settings.backend == "llamacpp" else None
+    if adapter is None:
+        return rlpa.LATEST_VERSION
+    card = Path(adapter).with_name("rlpa.json")
+    try:
+        version = int(json.loads(card.read_text()).get("contract_version", 1))
+    except FileNotFoundError:
+        return 1
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ValueError(f"{card} is not a valid rlpa.json: {exc}") from exc
+    if version not in rlpa.SUPPORTED_VERSIONS:
+        raise ValueError(
+            f"{card} declares RLPA contract {version}; this gateway serves "
+            f"{', '.join(map(str, rlpa.SUPPORTED_VERSIONS))}"
+        )
+    return version
 
 
 def served_model_name(settings: Settings) -> str | None:

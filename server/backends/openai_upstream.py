@@ -45,6 +45,9 @@ _EXTRAS = frozenset(
 )  # fmt: skip
 # Fields the gateway owns: an extra must not override them.
 _OWNED = frozenset({"model", "messages", "stream", "stream_options", "n"})
+# What clients are told when no upstream could be reached: upstream URLs are internal and stay in
+# the gateway's log.
+_UNREACHABLE = "The model upstream is unreachable."
 
 
 class _RetryableError(UpstreamError):
@@ -92,7 +95,8 @@ class OpenAIUpstreamBackend:
             if self._alias is not None:
                 return [self._alias]
             return [str(item["id"]) for item in response.json().get("data", [])]
-        raise UpstreamError(f"No model upstream answered: {'; '.join(errors)}", status_code=503)
+        logger.warning("no model upstream answered: %s", "; ".join(errors))
+        raise UpstreamError(_UNREACHABLE, status_code=503)
 
     async def health(self) -> bool:
         try:
@@ -173,8 +177,8 @@ class OpenAIUpstreamBackend:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             self.pool.mark_down(upstream)
             status = 504 if isinstance(exc, httpx.ConnectTimeout) else 503
-            message = f"Cannot reach {upstream.url}: {exc!r}"
-            raise _RetryableError(message, status_code=status) from exc
+            logger.warning("cannot reach upstream %s: %r", upstream.url, exc)
+            raise _RetryableError(_UNREACHABLE, status_code=status) from exc
         except httpx.TimeoutException as exc:
             # Not retried: the upstream may still be working on it, and a retry would double that.
             self.pool.mark_down(upstream)
@@ -183,7 +187,10 @@ class OpenAIUpstreamBackend:
                 status_code=504,
             ) from exc
         except httpx.TransportError as exc:
-            raise _RetryableError(f"{upstream.url} failed: {exc!r}", status_code=502) from exc
+            logger.warning("upstream %s failed: %r", upstream.url, exc)
+            raise _RetryableError(
+                "The model upstream failed before answering.", status_code=502
+            ) from exc
         self.pool.mark_up(upstream)
         if response.status_code < 400:
             return response
@@ -208,6 +215,7 @@ async def _status_error(upstream: Upstream, response: httpx.Response) -> Excepti
         # Not the client's fault: wrong credentials, base URL or model id in the gateway's config.
         logger.error("upstream %s answered %d: %s", upstream.url, status, message)
         return UpstreamError(
-            f"The model upstream refused the gateway (HTTP {status}): {message}", status_code=502
+            f"The model upstream refused the gateway (HTTP {status}); see the gateway's log.",
+            status_code=502,
         )
     return BadRequestError(message, param=param, code=code or "upstream_rejected")

@@ -48,9 +48,12 @@ class Turn:
 
 
 class ChatService:
-    def __init__(self, backend: ChatBackend, profiles: ProfileService) -> None:
+    def __init__(
+        self, backend: ChatBackend, profiles: ProfileService, contract_version: int = 1
+    ) -> None:
         self.backend = backend
         self.profiles = profiles
+        self.contract_version = contract_version
         self._background: set[asyncio.Task[Any]] = set()
         self._models: tuple[float, list[str]] = (0.0, [])
 
@@ -87,7 +90,9 @@ class ChatService:
                 for m in history
             ]
         else:
-            messages = rlpa.build_messages(history, stored.traits if stored else None)
+            messages = rlpa.build_messages(
+                history, stored.traits if stored else None, self.contract_version
+            )
         return Turn(
             request_id=request_id,
             model=body.model,
@@ -190,7 +195,7 @@ class ChatService:
         if not turn.remember or turn.user is None or turn.profile is None or turn.stored is None:
             return False
         block, turn.profile = turn.profile, None
-        change = rlpa.change_from_rewrite(turn.stored.traits, block)
+        change = rlpa.profile_change(self.contract_version, turn.stored.traits, block)
         if not change:
             return False
         try:
@@ -240,7 +245,7 @@ class ChatService:
         if turn.remember:
             traits = turn.stored.traits if turn.stored else []
         else:  # a temporary chat: what the model inferred, stored nowhere
-            traits = turn.inferred or []
+            traits = rlpa.profile_change(self.contract_version, [], turn.inferred or []).apply([])
         return p.RLPAProfile(profile=traits, version=turn.version)
 
     async def aclose(self) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from server.auth import schemas as auth_schemas
 from server.deps import AdminDep, ProfilesDep, StateDep, UserDep
 from server.errors import error_body
 from server.profiles import schemas as s
@@ -33,7 +34,9 @@ async def list_users(
     profiles: ProfilesDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
-    q: Annotated[str | None, Query(max_length=256)] = None,
+    q: Annotated[
+        str | None, Query(max_length=256, pattern=auth_schemas.NO_CONTROL_CHARACTERS)
+    ] = None,
 ) -> s.UserList:
     return await profiles.list_users(
         principal.tenant_id, limit=limit, cursor=cursor, query=q, only=principal.bound_user

@@ -5,6 +5,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+# Versions are a 32-bit INTEGER column: a larger number cannot even be compared against it.
+MAX_VERSION = 2**31 - 1
+
 
 class ProfileRead(BaseModel):
     user: str
@@ -19,7 +22,12 @@ class ProfileUpdate(BaseModel):
 
 
 class RollbackRequest(BaseModel):
-    version: int = Field(ge=1, description="The version whose traits become the new profile.")
+    version: int = Field(
+        ge=1,
+        le=MAX_VERSION,
+        strict=True,  # JSON's `true` is not version 1
+        description="The version whose traits become the new profile.",
+    )
 
 
 class VersionRead(BaseModel):

@@ -5,10 +5,22 @@ Changing the prompt or the output format means bumping CONTRACT_VERSION: it is w
 exported checkpoint and checked when one is loaded.
 """
 
-from server.rlpa.change import ProfileChange, change_from_rewrite
+from server.rlpa.change import (
+    ProfileChange,
+    change_from_block,
+    change_from_rewrite,
+    profile_change,
+    render_change,
+)
 from server.rlpa.grammar import FORMAT_GBNF
 from server.rlpa.parse import ParsedOutput, parse_output
-from server.rlpa.prompt import SYSTEM_PROMPT, build_messages, render_output, render_profile
+from server.rlpa.prompt import (
+    SYSTEM_PROMPT,
+    SYSTEM_PROMPT_V2,
+    build_messages,
+    render_output,
+    render_profile,
+)
 from server.rlpa.stream import SplitEvent, StreamSplitter
 from server.rlpa.traits import (
     MAX_TRAIT_CHARS,
@@ -18,23 +30,35 @@ from server.rlpa.traits import (
     validate_traits,
 )
 
+# The version training renders and exports (v1, the paper's full rewrite, until the training
+# data and rewards move to v2). The gateway serves both: see SUPPORTED_VERSIONS and
+# server.backends for how a backend's version is chosen.
 CONTRACT_VERSION: int = 1
+SUPPORTED_VERSIONS: tuple[int, ...] = (1, 2)
+# Contract v2: the block lists only what the turn changes; `- forget: trait` drops a trait.
+LATEST_VERSION: int = 2
 
 __all__ = [
     "CONTRACT_VERSION",
     "FORMAT_GBNF",
+    "LATEST_VERSION",
     "MAX_TRAITS",
     "MAX_TRAIT_CHARS",
+    "SUPPORTED_VERSIONS",
     "SYSTEM_PROMPT",
+    "SYSTEM_PROMPT_V2",
     "ParsedOutput",
     "ProfileChange",
     "SplitEvent",
     "StreamSplitter",
     "TraitError",
     "build_messages",
+    "change_from_block",
     "change_from_rewrite",
     "normalize_traits",
     "parse_output",
+    "profile_change",
+    "render_change",
     "render_output",
     "render_profile",
     "validate_traits",

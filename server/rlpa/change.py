@@ -6,9 +6,15 @@ in one transaction, so concurrent turns of one user merge instead of overwriting
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from server.rlpa.traits import MAX_TRAITS
+
+FORGET = "forget:"
+# "- forget: lives in Seattle" drops a stored trait (contract v2). Case and spacing are forgiven.
+_FORGET_LINE = re.compile(r"^forget\s*:\s*(.*)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -47,3 +53,31 @@ def change_from_rewrite(read: list[str], block: list[str]) -> ProfileChange:
         add=tuple(t for t in block if t.casefold() not in read_keys),
         remove=tuple(t for t in read if t.casefold() not in block_keys),
     )
+
+
+def change_from_block(block: Sequence[str]) -> ProfileChange:
+    """Contract v2: each line asserts a trait, or with `forget:` drops one; nothing else
+    changes."""
+    add: list[str] = []
+    remove: list[str] = []
+    for line in block:
+        match = _FORGET_LINE.match(line)
+        if match is None:
+            add.append(line)
+        elif match.group(1).strip():
+            remove.append(match.group(1).strip())
+    return ProfileChange(add=tuple(add), remove=tuple(remove))
+
+
+def render_change(change: ProfileChange) -> list[str]:
+    """The v2 block lines of a change: removals first, then additions."""
+    return [f"{FORGET} {trait}" for trait in change.remove] + list(change.add)
+
+
+def profile_change(version: int, read: list[str], block: list[str]) -> ProfileChange:
+    """What a turn's profile block changes in the profile the turn read, per contract version."""
+    if version == 1:
+        return change_from_rewrite(read, block)
+    if version == 2:
+        return change_from_block(block)
+    raise ValueError(f"unknown contract version {version}")

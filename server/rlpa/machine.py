@@ -75,10 +75,11 @@ class Machine:
                 self.state = _State.OUTSIDE if tag == PROFILE_CLOSE else _State.DONE
             return self._close_profile()
         if tag == PROFILE_OPEN:
-            # A profile block inside the reply is still hidden; it is just not well-formed.
+            # A profile block inside the reply is still hidden, but it is never the model's
+            # profile: it may be user text the model echoed.
+            self._capturing = not (self._profile_seen or state is _State.RESPONSE)
             self._stray = self._stray or state is _State.RESPONSE
             self.state = _State.PROFILE
-            self._capturing = not self._profile_seen
             self._profile_seen = True
         elif tag == RESPONSE_CLOSE:
             self.state = _State.DONE

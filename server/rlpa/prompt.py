@@ -23,8 +23,31 @@ Example:
 Autumn is lovely for the trails around Oslo. Do you have a favourite one?
 </response>"""
 
+# Contract v2: the block carries only what this turn changes; the stored profile is shown in
+# full in the system message every turn (as a plain list, not a block to copy).
+SYSTEM_PROMPT_V2 = """\
+You are a helpful assistant who remembers what the user tells you about themselves.
+Every turn, first write a <profile> block with only what the user's latest message newly shows \
+about them: one short trait per line, each starting with "- ". Write facts about other people as \
+theirs ("has a daughter who loves dinosaurs"). If a known trait is no longer true, write \
+"- forget: " and that trait. Leave the block empty when nothing new was said: what you already \
+know is kept.
+Then write your reply in a <response> block: natural, concise, answering what the user asked and \
+using what you know. Never mention the profile in your reply.
+
+Example:
+<profile>
+- forget: lives in Seattle
+- lives in Denver
+</profile>
+
+<response>
+Welcome to Denver! Red Rocks is a great first outing.
+</response>"""
+
 OPERATOR_HEADING = "Operator instructions:"
 STORED_PROFILE_HEADING = "What you know about this user from earlier conversations:"
+KNOWN_PROFILE_HEADING = "What you know about this user:"
 
 _OPERATOR_ROLES = ("system", "developer")
 _HISTORY_ROLES = ("user", "assistant")
@@ -34,20 +57,27 @@ def render_profile(traits: Sequence[str]) -> str:
     return "".join(["<profile>\n", *(f"- {trait}\n" for trait in traits), "</profile>"])
 
 
-def render_output(traits: Sequence[str], response: str) -> str:
-    """Exactly the output an RLPA model is trained to write."""
-    return f"{render_profile(traits)}\n\n<response>\n{response}\n</response>"
+def render_output(lines: Sequence[str], response: str) -> str:
+    """Exactly the output an RLPA model is trained to write: the block's lines (v1: the whole
+    profile; v2: the change, see `render_change`), then the reply."""
+    return f"{render_profile(lines)}\n\n<response>\n{response}\n</response>"
 
 
 def build_messages(
-    messages: Sequence[Mapping[str, str]], stored_profile: Sequence[str] | None
+    messages: Sequence[Mapping[str, str]],
+    stored_profile: Sequence[str] | None,
+    version: int = 1,
 ) -> list[dict[str, str]]:
     """The client's chat as the model must see it: one system message, then the history.
 
-    The stored profile goes into the system message only before the first assistant turn; after
-    that the model sees it as its own last inference, on the most recent assistant turn, which
-    is how training presents it (older turns show only what the user saw).
+    v1: the stored profile goes into the system message only before the first assistant turn;
+    after that the model sees it as its own last inference, on the most recent assistant turn,
+    which is how training presents it (older turns show only what the user saw).
+    v2: the stored profile is in the system message every turn, and every assistant turn shows
+    only what the user saw: the model writes what changes, never a copy.
     """
+    if version not in (1, 2):
+        raise ValueError(f"unknown contract version {version}")
     for message in messages:
         if message["role"] not in _OPERATOR_ROLES + _HISTORY_ROLES:
             raise ValueError(f"unsupported message role {message['role']!r}")
@@ -61,15 +91,17 @@ def build_messages(
     last_assistant = max(
         (i for i, m in enumerate(history) if m["role"] == "assistant"), default=None
     )
-    system = [SYSTEM_PROMPT]
+    system = [SYSTEM_PROMPT if version == 1 else SYSTEM_PROMPT_V2]
     if operator:
         system.append(OPERATOR_HEADING + "\n" + "\n\n".join(operator))
-    if last_assistant is None and traits:
+    if version == 2 and traits:
+        system.append(KNOWN_PROFILE_HEADING + "\n" + "".join(f"- {t}\n" for t in traits).rstrip())
+    elif last_assistant is None and traits:
         system.append(STORED_PROFILE_HEADING + "\n" + render_profile(traits))
     rendered = [{"role": "system", "content": "\n\n".join(system)}]
     for index, message in enumerate(history):
         content = message["content"]
-        if index == last_assistant:
+        if version == 1 and index == last_assistant:
             content = render_output(traits, content)
         rendered.append({"role": message["role"], "content": content})
     return rendered

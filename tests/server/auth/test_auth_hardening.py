@@ -32,7 +32,9 @@ async def test_revoking_the_configured_admin_key_never_turns_authentication_off(
     async with running(create_app(settings)) as c:
         keys = (await c.get("/admin/keys", headers=auth(BOOTSTRAP))).json()["data"]
         (bootstrap,) = [k for k in keys if k["prefix"] == BOOTSTRAP[:12]]
-        assert (await c.delete(f"/admin/keys/{bootstrap['id']}", headers=auth(BOOTSTRAP))).status_code == 204
+        assert (
+            await c.delete(f"/admin/keys/{bootstrap['id']}", headers=auth(BOOTSTRAP))
+        ).status_code == 204
         assert (await c.get("/admin/users", headers=auth(BOOTSTRAP))).status_code == 401
 
     caplog.set_level(logging.WARNING, logger="server.auth.service")
@@ -40,7 +42,10 @@ async def test_revoking_the_configured_admin_key_never_turns_authentication_off(
         assert (await c.get("/admin/users")).status_code == 401
         assert (await c.get("/admin/users", headers=auth(BOOTSTRAP))).status_code == 401
         assert (await c.post("/admin/keys", json={"scopes": ["admin"]})).status_code == 401
-    assert any("revoked" in r.getMessage() and "RLPA_ADMIN_API_KEY" in r.getMessage() for r in caplog.records)
+    assert any(
+        "revoked" in r.getMessage() and "RLPA_ADMIN_API_KEY" in r.getMessage()
+        for r in caplog.records
+    )
     assert BOOTSTRAP not in caplog.text
 
 

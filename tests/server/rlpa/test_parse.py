@@ -49,6 +49,10 @@ def test_parse_output_with_profile_only_keeps_text_outside_it_as_reply() -> None
         ["a"], "Hello there", False
     )
     assert parse("Hi <profile>- a</profile> you") == ParsedOutput(["a"], "Hi  you", False)
+    # Inside the reply, a block may be the user's own words echoed: hidden, never stored.
+    assert parse("<response>Hi <profile>- a</profile> you</response>") == ParsedOutput(
+        None, "Hi  you", False
+    )
     assert parse("<profile>\n- a\n- b") == ParsedOutput(["a", "b"], "", False)
 
 
@@ -100,5 +104,7 @@ def test_parse_output_ignores_a_nested_profile_opening() -> None:
 
 @pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085", "\x0b", "\x0c"])
 def test_a_unicode_line_separator_inside_a_trait_does_not_split_it(separator: str) -> None:
-    text = f"<profile>\n- lives in{separator}Oslo\n- likes jazz\n</profile>\n<response>Hi</response>"
+    text = (
+        f"<profile>\n- lives in{separator}Oslo\n- likes jazz\n</profile>\n<response>Hi</response>"
+    )
     assert parse(text).profile == ["lives in Oslo", "likes jazz"]

@@ -104,3 +104,31 @@ def test_build_messages_outputs_only_system_user_and_assistant_roles() -> None:
 def test_build_messages_rejects_an_unknown_role() -> None:
     with pytest.raises(ValueError, match="tool"):
         rlpa.build_messages([{"role": "tool", "content": "x"}], None)
+
+
+def test_v2_shows_the_stored_profile_every_turn_and_never_asks_for_a_copy() -> None:
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "what now?"},
+    ]
+    got = rlpa.build_messages(messages, STORED, version=2)
+    system = got[0]["content"]
+    assert system.startswith(rlpa.SYSTEM_PROMPT_V2)
+    assert system.endswith("What you know about this user:\n- likes jazz\n- lives in Oslo")
+    assert "<profile>" not in system[len(rlpa.SYSTEM_PROMPT_V2) :]  # nothing to copy
+    assert got[1:] == messages  # assistant turns carry only what the user saw
+
+
+def test_v2_example_is_a_change_the_parser_reads() -> None:
+    prompt = rlpa.SYSTEM_PROMPT_V2
+    parsed = rlpa.parse_output(prompt[prompt.index("Example:") + len("Example:") :])
+    assert parsed.format_ok and parsed.profile is not None
+    change = rlpa.change_from_block(parsed.profile)
+    assert change.add and change.remove
+    assert len(prompt) < 1200
+
+
+def test_an_unknown_contract_version_is_refused() -> None:
+    with pytest.raises(ValueError, match="contract version"):
+        rlpa.build_messages([{"role": "user", "content": "hi"}], None, version=3)
