@@ -1,0 +1,226 @@
+"""The hand-written transfer set: users that no training generator can produce.
+
+Evaluation only. It is never trained on and never used to pick a checkpoint (README.md here);
+checkpoints are chosen on the validation split of the generated users.
+
+A fact is matched by keywords, not by wording: it counts as stored when one stored trait holds
+every keyword of at least one of its groups. A keyword matches where a word starts, case
+insensitive, so "peanut" matches "peanuts" and "allerg" matches "allergic", while "likes" does
+not match "dislikes" (which is what lets a forbidden "likes horror" spare "dislikes horror").
+A forbidden fact asserts the wrong thing, so a trait that negates it or puts it in the past
+("never drinks alcohol", "no longer lives in Bristol") does not match it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+TRANSFER_V1 = Path(__file__).with_name("transfer_v1.jsonl")
+USER = "user"
+"""`about` of a fact about the user themself; anything else names a third party."""
+FORBIDDEN_KINDS = ("negation", "outdated")
+"""negation: the opposite of what was said ("eats peanuts" for an allergy); outdated: true once,
+no longer (the city before a move, a number the user corrected)."""
+
+Groups = tuple[tuple[str, ...], ...]
+
+
+class TransferSetError(ValueError):
+    """A malformed transfer-set line; the message names the file, the line and the field."""
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().replace("\u2019", "'").split())
+
+
+@lru_cache(maxsize=4096)
+def _keyword(keyword: str) -> re.Pattern[str]:
+    return re.compile(r"(?<!\w)" + re.escape(_normalised(keyword)))
+
+
+# Cues that a trait denies or retires what it mentions; only forbidden facts look for them.
+_NEGATED = re.compile(
+    r"(?<!\w)(?:not|no|never|nor|none|without|no longer|used to|formerly|former|previously"
+    r"|any ?more)(?!\w)|n't(?!\w)"
+)
+
+
+def keyword_match(text: str, any_of: Groups) -> bool:
+    """Whether `text` holds every keyword of at least one group (see the module docstring)."""
+    normalised = _normalised(text)
+    return any(all(_keyword(k).search(normalised) for k in group) for group in any_of)
+
+
+@dataclass(frozen=True)
+class KeywordFact:
+    fact: str
+    """A canonical wording, third person without a subject: "is allergic to kiwi"."""
+    any_of: Groups
+
+    def matches(self, trait: str) -> bool:
+        return keyword_match(trait, self.any_of)
+
+
+@dataclass(frozen=True)
+class GoldFact(KeywordFact):
+    """True at the end of conversation 1."""
+
+    turn: int
+    """The 1-based user turn of conversation 1 where it is first said."""
+    about: str = USER
+    in_request: bool = False
+    """Said inside a request ("as a vegan, what should I cook?") rather than as a statement."""
+
+
+@dataclass(frozen=True)
+class ForbiddenFact(KeywordFact):
+    """Must not be stored: groups match the wrong trait ("eats peanuts"), not the right one."""
+
+    kind: str
+
+    def matches(self, trait: str) -> bool:
+        return keyword_match(trait, self.any_of) and not _NEGATED.search(_normalised(trait))
+
+
+@dataclass(frozen=True)
+class TransferUser:
+    id: str
+    conversations: tuple[tuple[str, ...], ...]
+    """The user's messages only; the assistant's replies come from the model under test."""
+    gold: tuple[GoldFact, ...]
+    forbidden: tuple[ForbiddenFact, ...]
+    small_talk: tuple[int, ...] = ()
+    """1-based turns of conversation 1 that are small talk: no fact, no real request."""
+    notes: str = ""
+
+
+_REQUIRED: Any = object()
+
+
+def _field(
+    data: dict[str, Any], name: str, kind: type, where: str, default: Any = _REQUIRED
+) -> Any:
+    if name not in data:
+        if default is _REQUIRED:
+            raise TransferSetError(f"{where}: missing field {name!r}")
+        return default
+    value = data[name]
+    # bool is an int subclass: a turn of `true` must not pass as 1
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TransferSetError(f"{where}: {name!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _only(data: Any, allowed: set[str], where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise TransferSetError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise TransferSetError(f"{where}: unknown field(s) {unknown}")
+    return data
+
+
+def _texts(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise TransferSetError(f"{where}: expected a non-empty list of strings")
+    if not all(isinstance(item, str) and item.strip() for item in value):
+        raise TransferSetError(f"{where}: every item must be a non-empty string")
+    return tuple(value)
+
+
+def _groups(value: Any, where: str) -> Groups:
+    if not isinstance(value, list) or not value:
+        raise TransferSetError(f"{where}: 'any_of' must be a non-empty list of keyword groups")
+    return tuple(_texts(group, f"{where}.any_of[{i}]") for i, group in enumerate(value))
+
+
+def _gold(data: Any, turns: int, where: str) -> GoldFact:
+    data = _only(data, {"fact", "any_of", "turn", "about", "in_request"}, where)
+    turn = _field(data, "turn", int, where)
+    if not 1 <= turn <= turns:
+        raise TransferSetError(f"{where}: turn {turn} is not a turn of conversation 1 (1..{turns})")
+    return GoldFact(
+        _field(data, "fact", str, where),
+        _groups(data.get("any_of"), where),
+        turn,
+        _field(data, "about", str, where, USER),
+        _field(data, "in_request", bool, where, False),
+    )
+
+
+def _forbidden(data: Any, where: str) -> ForbiddenFact:
+    data = _only(data, {"fact", "any_of", "kind"}, where)
+    kind = _field(data, "kind", str, where)
+    if kind not in FORBIDDEN_KINDS:
+        raise TransferSetError(f"{where}: kind must be one of {FORBIDDEN_KINDS}, got {kind!r}")
+    return ForbiddenFact(_field(data, "fact", str, where), _groups(data.get("any_of"), where), kind)
+
+
+def parse_user(data: Any, where: str = "user") -> TransferUser:
+    """One decoded line as a user; `where` names it in error messages."""
+    allowed = {"id", "conversations", "gold", "forbidden", "small_talk", "notes"}
+    data = _only(data, allowed, where)
+    conversations = _field(data, "conversations", list, where)
+    if len(conversations) != 2:
+        raise TransferSetError(f"{where}: expected 2 conversations, got {len(conversations)}")
+    convs = tuple(_texts(c, f"{where}.conversations[{i}]") for i, c in enumerate(conversations))
+    turns = len(convs[0])
+    small_talk = tuple(_field(data, "small_talk", list, where, []))
+    if not all(isinstance(t, int) and 1 <= t <= turns for t in small_talk):
+        raise TransferSetError(f"{where}: small_talk must list turns of conversation 1")
+    return TransferUser(
+        id=_field(data, "id", str, where),
+        conversations=convs,
+        gold=tuple(
+            _gold(g, turns, f"{where}.gold[{i}]")
+            for i, g in enumerate(_field(data, "gold", list, where))
+        ),
+        forbidden=tuple(
+            _forbidden(f, f"{where}.forbidden[{i}]")
+            for i, f in enumerate(_field(data, "forbidden", list, where))
+        ),
+        small_talk=small_talk,
+        notes=_field(data, "notes", str, where, ""),
+    )
+
+
+def load_transfer_set(path: str | Path = TRANSFER_V1) -> list[TransferUser]:
+    """Every user in the file, in order; a malformed line raises TransferSetError."""
+    path = Path(path)
+    users: list[TransferUser] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise TransferSetError(f"{where}: not valid JSON ({error.msg})") from None
+            user = parse_user(data, where)
+            if user.id in seen:
+                raise TransferSetError(f"{where}: duplicate id {user.id!r}")
+            seen.add(user.id)
+            users.append(user)
+    return users
+
+
+__all__ = [
+    "FORBIDDEN_KINDS",
+    "TRANSFER_V1",
+    "USER",
+    "ForbiddenFact",
+    "GoldFact",
+    "KeywordFact",
+    "TransferSetError",
+    "TransferUser",
+    "keyword_match",
+    "load_transfer_set",
+    "parse_user",
+]
