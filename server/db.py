@@ -97,10 +97,26 @@ def is_unavailable(exc: BaseException) -> bool:
     """True for errors that mean the database cannot be reached or did not answer in time,
     as opposed to errors in what was asked of it."""
     if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, (sa_exc.OperationalError, sa_exc.InterfaceError)
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+            or _unavailable_sqlstate(exc.orig)
         )
     return isinstance(exc, (sa_exc.TimeoutError, TimeoutError, ConnectionError, OSError))
+
+
+# PostgreSQL's own "not now" answers: connection exceptions (08), shutting down or starting up
+# (57P, e.g. 57P03 cannot_connect_now, which asyncpg raises as a plain DBAPIError), a statement
+# cancelled by statement_timeout (57014), too many connections (53300).
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "57014", "53300")
+
+
+def _unavailable_sqlstate(orig: BaseException | None) -> bool:
+    for error in (orig, getattr(orig, "__cause__", None)):
+        state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+    return False
 
 
 @asynccontextmanager

@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.fixtures.gateway",
     "tests.fixtures.models",
     "tests.fixtures.upstreams",
+    "tests.fixtures.procs",
     "tests.fixtures.tiny_models",
 ]
