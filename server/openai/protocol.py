@@ -5,11 +5,79 @@ Unknown request fields are accepted (and logged by the route), never rejected.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+# The bounds upstreams hold these in: vLLM and llama.cpp count tokens in 32-bit integers, and
+# OpenAI's seed is an int64. Python ints are unbounded, so an unchecked 2**70 reaches the
+# upstream (or a 32-bit column) and fails there instead of here.
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+Loc = tuple[str | int, ...]
+
+
+_NOT_UTF8 = PydanticCustomError(
+    "string_not_utf8", "Text must be valid UTF-8; it holds a lone surrogate."
+)
+_NOT_FINITE = PydanticCustomError(
+    "number_not_finite", "Numbers must be finite; NaN and Infinity are not JSON."
+)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unencodable_at(data: Any) -> tuple[Loc, PydanticCustomError] | None:
+    """Where decoded JSON holds the first value that cannot be encoded again, and why; or None.
+
+    Python's json module accepts more than JSON: the escape `\\ud800` decodes to a lone
+    surrogate, which every UTF-8 encoder after us refuses (the upstream request, PostgreSQL, our
+    own responses), and NaN and Infinity decode to floats that strict encoders (httpx's, for the
+    upstream request) refuse. A key that cannot be encoded is reported at the object holding it.
+    Iterative, so that nesting depth cannot exhaust the stack.
+    """
+    pending: list[tuple[Loc, Any]] = [((), data)]
+    while pending:
+        loc, value = pending.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return loc, _NOT_UTF8
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return loc, _NOT_FINITE
+        elif isinstance(value, dict):
+            if not all(_encodable(key) for key in value if isinstance(key, str)):
+                return loc, _NOT_UTF8
+            pending.extend(reversed([((*loc, key), item) for key, item in value.items()]))
+        elif isinstance(value, list):
+            pending.extend(reversed([((*loc, index), item) for index, item in enumerate(value)]))
+    return None
+
+
+class _Request(BaseModel):
+    """A request body: every value in it, unknown fields' included, must encode back to JSON, as
+    the body is forwarded upstream and parts of it are stored."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encodable_only(cls, data: Any) -> Any:
+        found = _unencodable_at(data)
+        if found is not None:
+            loc, error = found
+            details = InitErrorDetails(type=error, loc=loc, input=None)
+            raise ValidationError.from_exception_data(cls.__name__, [details])
+        return data
 
 
 class TextContentPart(BaseModel):
@@ -42,7 +110,7 @@ class RLPAOptions(BaseModel):
     return_profile: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(_Request):
     model_config = ConfigDict(extra="allow")
 
     messages: list[ChatMessage] = Field(min_length=1)
@@ -52,20 +120,21 @@ class ChatCompletionRequest(BaseModel):
     functions: list[Any] | None = None
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    n: int = Field(default=1, ge=1, le=8)
+    # Strict: JSON's `true` is not a count.
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX, strict=True)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX, strict=True)
+    n: int = Field(default=1, ge=1, le=8, strict=True)
     parallel_tool_calls: bool | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     response_format: dict[str, Any] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX, strict=True)
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     tool_choice: Any = None
     tools: list[Any] | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, strict=True)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     user: str | None = None
     # --- rlpa extensions ---
