@@ -107,10 +107,22 @@ class UpstreamError(RLPAError):
         self.status_code = status_code
 
 
+def _printable(text: str | None) -> str | None:
+    # An error may quote client input; a lone surrogate in it must not make the error a 500.
+    return None if text is None else text.encode("utf-8", "replace").decode("utf-8")
+
+
 def error_body(
     message: str, type_: str, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return {
+        "error": {
+            "message": _printable(message),
+            "type": type_,
+            "param": _printable(param),
+            "code": code,
+        }
+    }
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
