@@ -64,6 +64,18 @@ class DialogueArgs:
     reveal_share: float = field(
         default=0.15, metadata={"help": "at most this share of the profile per user reply"}
     )
+    contract_version: int = field(
+        default=2,
+        metadata={"help": "RLPA contract the policy learns: 2 (the block lists changes) or 1 "
+                  "(the paper's full rewrite)"},
+    )  # fmt: skip
+    carried_share: float = field(
+        default=0.4,
+        metadata={"help": "share of conversations that start from a profile stored earlier"},
+    )
+    opener_fact_share: float = field(
+        default=0.5, metadata={"help": "share of conversations whose first message states a fact"}
+    )
 
 
 def _cpu_default_precision(config: Any) -> None:

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.rlpa import build_messages, render_output
+from server.rlpa import ProfileChange, build_messages, render_change, render_output
 from training.data.profiles import Profile, Trait
 from training.simulators.base import Message, UserSimulator
+from training.simulators.scripted import OPENERS
 
 # One question per catalogue kind; each uses a topic word of its kind so the scripted user, who
 # reveals what the assistant's last message makes relevant, can answer it.
@@ -65,6 +66,30 @@ ACKNOWLEDGE = (
     "Noted, {clause}.",
 )
 OPENING = ("Happy to help with that.", "Sure, let's figure it out.", "I can help with that.")
+# What a teacher says to each request the scripted user opens with: an answer first, so the
+# student learns to answer what was asked (not only to ask questions back).
+ANSWERS: dict[str, tuple[str, ...]] = {
+    OPENERS[0]: ("A veggie stir-fry with rice is quick and cheap.",
+                 "Pasta with tomatoes, garlic and spinach takes twenty minutes."),
+    OPENERS[1]: ("A short hike on Saturday and a slow brunch on Sunday is a good balance.",
+                 "Try one active plan, like a bike ride, and one restful one, like a film night."),
+    OPENERS[2]: ("Keep the same bedtime, and no screens for the last half hour.",
+                 "A cool, dark room and no coffee after lunch help most people."),
+    OPENERS[3]: ("'The Martian' is a fun, fast read.",
+                 "Try 'Project Hail Mary' if you like clever problem solving."),
+    OPENERS[4]: ("You could try a new recipe, a board game, or a long walk with a podcast.",
+                 "A film marathon or a short evening class could be fun."),
+    OPENERS[5]: ("Small, regular sessions and a friend to train with keep most people going.",
+                 "Pick something you enjoy and track a simple weekly goal."),
+    OPENERS[6]: ("A nice notebook or a cooking class voucher usually goes down well.",
+                 "Something tied to their hobby, like a book or a small gadget, works well."),
+    OPENERS[7]: ("A weekend in a nearby city with good walks and food is easy to plan.",
+                 "Somewhere a short train ride away saves time and money."),
+    OPENERS[8]: ("A light comedy series is an easy pick for tonight.",
+                 "A well-reviewed documentary could be a nice change."),
+    OPENERS[9]: ("Set up an automatic transfer to savings on payday.",
+                 "Track spending for a month, then cut the one category that surprises you."),
+}  # fmt: skip
 NEUTRAL = ("Fair enough.", "No problem.", "Okay, no worries.", "Got it.")
 
 _THIRD_PERSON = {
@@ -107,6 +132,7 @@ def template_reply(
     rng: random.Random,
     hidden_kinds: set[str] = frozenset(),  # type: ignore[assignment]
     first: bool = False,
+    answer: str | None = None,
 ) -> tuple[str, str | None]:
     """The assistant's reply and the kind it asks about (None when it has nothing left to ask).
 
@@ -118,6 +144,8 @@ def template_reply(
         if new
         else rng.choice(OPENING if first else NEUTRAL)
     )
+    if answer:
+        opening = f"{opening} {answer}"
     open_kinds = [k for k in QUESTIONS if k not in known_kinds and k not in asked]
     if not open_kinds:
         return opening, None
@@ -136,32 +164,77 @@ class AssistantTurn:
     revealed: list[Trait]
 
 
+def carried_profile(profile: Profile, rng: random.Random, share: float) -> list[Trait]:
+    """What an earlier conversation left stored: with probability `share`, some of the user's
+    traits (never all), else nothing."""
+    if not profile.traits or rng.random() >= share:
+        return []
+    count = rng.randint(1, max(1, len(profile.traits) // 2))
+    return rng.sample(profile.traits, count)
+
+
+def turn_change(
+    stored: Sequence[str], revealed: Sequence[str], true: Sequence[str]
+) -> ProfileChange:
+    """What the teacher's block changes: what the user revealed that is not stored yet, and
+    stored traits that are no longer true (the user changed them)."""
+    have = {t.casefold() for t in stored}
+    now = {t.casefold() for t in true}
+    return ProfileChange(
+        add=tuple(t for t in revealed if t.casefold() not in have),
+        remove=tuple(t for t in stored if t.casefold() not in now),
+    )
+
+
 def simulate_dialogue(
-    profile: Profile, user: UserSimulator, seed: int, max_turns: int
+    profile: Profile,
+    user: UserSimulator,
+    seed: int,
+    max_turns: int,
+    version: int = 2,
+    carried_share: float = 0.0,
 ) -> Iterator[AssistantTurn]:
-    """Up to `max_turns` assistant turns of one conversation with `user` playing `profile`."""
+    """Up to `max_turns` assistant turns of one conversation with `user` playing `profile`.
+
+    With probability `carried_share` the conversation starts from a profile stored earlier (some
+    of the user's traits): the teacher carries it forward and adds only what is new. Under
+    contract v2 each target block lists the turn's change; under v1 the whole profile.
+    """
     rng = random.Random(f"{profile.id}:{seed}")
     user.start(profile, seed)
     history: list[Message] = []
-    stored: list[str] | None = None
-    seen: list[Trait] = []
+    carried = carried_profile(profile, rng, carried_share)
+    stored: list[str] = [t.text for t in carried]
+    seen: list[Trait] = list(carried)
     asked: set[str] = set()
-    for _ in range(max_turns):
+    for index in range(max_turns):
         history.append({"role": "user", "content": user.reply(history)})
         revealed = user.revealed()
         new = [t for t in revealed if t not in seen]
         seen.extend(new)
-        hidden = {t.kind for t in user.true_profile().traits}
-        known = {t.kind for t in revealed}
-        reply, kind = template_reply(new, known, asked, rng, hidden, first=stored is None)
+        true = user.true_profile().traits
+        hidden = {t.kind for t in true}
+        known = {t.kind for t in revealed} | {t.kind for t in carried}
+        answer = _answer(history[0]["content"], rng) if index == 0 else None
+        reply, kind = template_reply(new, known, asked, rng, hidden, index == 0, answer)
         if kind:
             asked.add(kind)
-        traits = [t.text for t in revealed]
+        change = turn_change(stored, [t.text for t in revealed], [t.text for t in true])
+        after = change.apply(stored)
+        block = render_change(change) if version == 2 else after
+        shown = stored if (stored or version == 2 or index) else None
         yield AssistantTurn(
-            build_messages(history, stored), render_output(traits, reply), traits, revealed
+            build_messages(history, shown, version), render_output(block, reply), after, revealed
         )
         history.append({"role": "assistant", "content": reply})
-        stored = traits
+        stored = after
+
+
+def _answer(request: str, rng: random.Random) -> str | None:
+    for opener, answers in ANSWERS.items():
+        if request.endswith(opener) or request.endswith(opener[:1].upper() + opener[1:]):
+            return rng.choice(answers)
+    return None
 
 
 def sft_examples(
@@ -169,11 +242,16 @@ def sft_examples(
     make_user: Callable[[], UserSimulator],
     max_turns: int,
     seed: int = 0,
+    version: int = 2,
+    carried_share: float = 0.0,
 ) -> list[dict[str, Any]]:
     """TRL conversational prompt/completion rows, one per assistant turn of every conversation."""
     rows = []
     for index, profile in enumerate(profiles):
-        for turn in simulate_dialogue(profile, make_user(), seed + index, max_turns):
+        turns = simulate_dialogue(
+            profile, make_user(), seed + index, max_turns, version, carried_share
+        )
+        for turn in turns:
             completion = [{"role": "assistant", "content": turn.completion}]
             rows.append({"prompt": turn.prompt, "completion": completion})
     return rows

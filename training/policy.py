@@ -103,6 +103,7 @@ def save_final(trainer: Trainer, config: Any) -> Path:
             base_model=config.base_model,
             recipe=recipe_dict(config),
             eval_summary=None,
+            contract_version=config.contract_version,
         )
     return out
 

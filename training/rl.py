@@ -90,7 +90,9 @@ def make_user(config: RLRunConfig) -> Callable[[], UserSimulator]:
     from training.simulators import LLMUser, ScriptedUser
 
     if config.simulator == "scripted":
-        return lambda: ScriptedUser(share=config.reveal_share)
+        return lambda: ScriptedUser(
+            share=config.reveal_share, opener_fact_share=config.opener_fact_share
+        )
     if config.simulator == "llm":
         url, model, key = _endpoint(config, "simulator=llm")
         return lambda: LLMUser(url, model, key, share=config.reveal_share)
@@ -116,6 +118,8 @@ def build_trainer(config: RLRunConfig, generate: Generate | None = None) -> GRPO
         seed=config.seed,
         generate=generate,
         change_at_turn=config.change_at_turn,
+        version=config.contract_version,
+        carried_share=config.carried_share,
     )
     return GRPOTrainer(
         model=model,

@@ -14,13 +14,14 @@ functions below, so every candidate is judged once, even with an LLM judge.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
-from server.rlpa import build_messages, normalize_traits, parse_output
+from server.rlpa import apply_block, build_messages, parse_output
 from training.data.profiles import Profile, Trait
 from training.rewards import Matcher, ResponseJudge, profile_reward, response_reward
 from training.simulators.base import UserSimulator
@@ -45,9 +46,11 @@ class Conversation:
     user: UserSimulator
     history: list[dict[str, str]] = field(default_factory=list)
     """The chat as the user saw it: user messages and assistant replies (no profile blocks)."""
-    stored: list[str] | None = None
-    """The profile the last chosen assistant turn wrote, shown back to the model next turn."""
+    stored: list[str] = field(default_factory=list)
+    """The profile as the gateway would hold it after the last chosen assistant turn."""
     turns: int = 0
+    carried: list[Trait] = field(default_factory=list)
+    """Traits stored by an earlier conversation, before this one started."""
 
 
 @dataclass
@@ -57,13 +60,17 @@ class Scorer:
     matcher: Matcher
     judge: ResponseJudge
     target: str = "revealed"
+    version: int = 2
 
     def gold(self, conversation: Conversation) -> list[Trait]:
         # "revealed" (the default): what the user has said so far is the best any model can know;
         # scoring against the whole hidden profile (the paper's choice, "true") rewards guessing.
         if self.target == "true":
             return list(conversation.user.true_profile().traits)
-        return conversation.user.revealed()
+        revealed = conversation.user.revealed()
+        true = conversation.user.true_profile().traits
+        # Carried traits still true count as known; one the user changed since does not.
+        return revealed + [t for t in conversation.carried if t in true and t not in revealed]
 
     def score(
         self, completions: Sequence[str], owners: Sequence[Conversation]
@@ -71,7 +78,8 @@ class Scorer:
         gold = [self.gold(c) for c in owners]
         history = [list(c.history) for c in owners]
         revealed = [c.user.revealed() for c in owners]
-        profile = profile_reward(completions, gold, self.matcher)
+        stored = [c.stored for c in owners]
+        profile = profile_reward(completions, gold, self.matcher, stored, self.version)
         response = response_reward(completions, history, revealed, self.judge)
         return profile, response
 
@@ -102,6 +110,8 @@ class ConversationRollout:
         seed: int = 0,
         generate: Generate | None = None,
         change_at_turn: int | None = None,
+        version: int = 2,
+        carried_share: float = 0.0,
     ) -> None:
         self.profiles = list(profiles)
         self.make_user = make_user
@@ -114,6 +124,9 @@ class ConversationRollout:
         self.change_at_turn = change_at_turn
         """Index of the user message (0 = the opener) that announces a preference change; the
         rollout triggers it, so every simulator changes at the same point."""
+        self.version = version
+        self.carried_share = carried_share
+        self.scorer.version = version
         self.live: dict[int, Conversation] = {}
         self._starts: dict[int, int] = {}
 
@@ -176,14 +189,24 @@ class ConversationRollout:
             self._starts[index] = start + 1
             profile = self.profiles[index % len(self.profiles)]
             user = self.make_user()
-            user.start(profile, self.seed + index + start * len(self.profiles))
+            seed = self.seed + index + start * len(self.profiles)
+            user.start(profile, seed)
             live = Conversation(profile, user)
+            if self.carried_share:
+                from training.dialogues import carried_profile
+
+                rng = random.Random(f"carried:{profile.id}:{seed}")
+                live.carried = carried_profile(profile, rng, self.carried_share)
+                live.stored = [t.text for t in live.carried]
             live.history.append({"role": "user", "content": user.reply([])})
             self.live[index] = live
         return live
 
     def _prompt_ids(self, conversation: Conversation) -> list[int]:
-        messages = build_messages(conversation.history, conversation.stored)
+        # v1 shows the stored profile on the first turn's system message or the last assistant
+        # turn; None on a cold start, as the gateway has nothing stored then.
+        stored = conversation.stored or None
+        messages = build_messages(conversation.history, stored, self.version)
         encoded = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=True, return_dict=True
         )
@@ -192,9 +215,8 @@ class ConversationRollout:
     def _advance(self, conversation: Conversation, output: str) -> None:
         parsed = parse_output(output)
         conversation.history.append({"role": "assistant", "content": parsed.response})
-        # As the gateway does: no profile block keeps the stored profile.
-        if parsed.profile is not None:
-            conversation.stored = normalize_traits(parsed.profile)
+        # As the gateway stores it: the block's change applied (no block changes nothing).
+        conversation.stored = apply_block(self.version, conversation.stored, parsed.profile)
         conversation.turns += 1
         if conversation.turns < self.max_turns:
             if conversation.turns == self.change_at_turn:

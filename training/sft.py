@@ -37,9 +37,20 @@ def build_dataset(config: SFTRunConfig, holdout: bool = False) -> Dataset:
     )
 
     def make_user() -> ScriptedUser:
-        return ScriptedUser(change_at_turn=config.change_at_turn, share=config.reveal_share)
+        return ScriptedUser(
+            change_at_turn=config.change_at_turn,
+            share=config.reveal_share,
+            opener_fact_share=config.opener_fact_share,
+        )
 
-    rows = sft_examples(profiles, make_user, config.max_turns, seed=config.seed)
+    rows = sft_examples(
+        profiles,
+        make_user,
+        config.max_turns,
+        seed=config.seed,
+        version=config.contract_version,
+        carried_share=config.carried_share,
+    )
     return Dataset.from_list(rows)
 
 

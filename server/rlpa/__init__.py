@@ -7,6 +7,7 @@ exported checkpoint and checked when one is loaded.
 
 from server.rlpa.change import (
     ProfileChange,
+    apply_block,
     change_from_block,
     change_from_rewrite,
     profile_change,
@@ -30,13 +31,12 @@ from server.rlpa.traits import (
     validate_traits,
 )
 
-# The version training renders and exports (v1, the paper's full rewrite, until the training
-# data and rewards move to v2). The gateway serves both: see SUPPORTED_VERSIONS and
-# server.backends for how a backend's version is chosen.
-CONTRACT_VERSION: int = 1
-SUPPORTED_VERSIONS: tuple[int, ...] = (1, 2)
 # Contract v2: the block lists only what the turn changes; `- forget: trait` drops a trait.
+# v1 (the paper's full rewrite) stays supported for checkpoints that declare it.
 LATEST_VERSION: int = 2
+SUPPORTED_VERSIONS: tuple[int, ...] = (1, 2)
+# The version training renders and exports by default (a recipe may pin another).
+CONTRACT_VERSION: int = LATEST_VERSION
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -52,6 +52,7 @@ __all__ = [
     "SplitEvent",
     "StreamSplitter",
     "TraitError",
+    "apply_block",
     "build_messages",
     "change_from_block",
     "change_from_rewrite",

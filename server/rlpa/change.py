@@ -81,3 +81,11 @@ def profile_change(version: int, read: list[str], block: list[str]) -> ProfileCh
     if version == 2:
         return change_from_block(block)
     raise ValueError(f"unknown contract version {version}")
+
+
+def apply_block(version: int, stored: list[str], block: list[str] | None) -> list[str]:
+    """The profile after a turn whose block is `block` (None: no block, nothing changes), read
+    against `stored`: what the gateway would store, for training and evaluation to score."""
+    if block is None:
+        return list(stored)
+    return profile_change(version, stored, block).apply(stored)

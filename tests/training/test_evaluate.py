@@ -169,10 +169,13 @@ class EchoModel:
         return torch.cat([input_ids, new.input_ids], dim=1)
 
 
-def test_checkpoint_agent_shows_the_model_its_own_last_profile(smollm2_tokenizer: Any) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_checkpoint_agent_shows_the_model_its_own_last_profile(
+    smollm2_tokenizer: Any, version: int
+) -> None:
     outputs = [render_output(["has a cat"], "Cats are great. Name?"), "no tags at all"]
     model = EchoModel(smollm2_tokenizer, outputs)
-    agent = CheckpointAgent("echo", model, smollm2_tokenizer)
+    agent = CheckpointAgent("echo", model, smollm2_tokenizer, version=version)
     agent.reset("u")
     history = [{"role": "user", "content": "I have a cat."}]
     assert agent.turn("u", history) == ("Cats are great. Name?", ["has a cat"])
@@ -182,8 +185,13 @@ def test_checkpoint_agent_shows_the_model_its_own_last_profile(smollm2_tokenizer
     ]
     # No profile block this time: the last one stands, as in the gateway.
     assert agent.turn("u", history) == ("no tags at all", ["has a cat"])
-    assert "<profile>\n- has a cat\n</profile>" not in model.prompts[0]
-    assert "<profile>\n- has a cat\n</profile>\n\n<response>\nCats are great." in model.prompts[1]
+    assert "has a cat" not in model.prompts[0]
+    if version == 1:  # the stored profile as the model's own last block
+        assert (
+            "<profile>\n- has a cat\n</profile>\n\n<response>\nCats are great." in model.prompts[1]
+        )
+    else:  # the stored profile as a list in the system message, nothing to copy
+        assert "What you know about this user:\n- has a cat<|im_end|>" in model.prompts[1]
     agent.reset("u")
     assert agent._profiles == {}
 

@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from server.rlpa import CONTRACT_VERSION, SYSTEM_PROMPT, parse_output, render_output
+from server.rlpa import (
+    CONTRACT_VERSION,
+    SYSTEM_PROMPT,
+    SYSTEM_PROMPT_V2,
+    change_from_block,
+    parse_output,
+    render_output,
+)
 from training.data import generate_profiles
 from training.dialogues import second_person, sft_examples, simulate_dialogue
 from training.simulators import ScriptedUser
@@ -20,7 +27,7 @@ def test_dialogue_turns_are_contract_outputs_of_the_revealed_traits() -> None:
     non_empty = 0
     for index, profile in enumerate(profiles):
         user = ScriptedUser(change_at_turn=3)
-        for turn in simulate_dialogue(profile, user, seed=index, max_turns=6):
+        for turn in simulate_dialogue(profile, user, seed=index, max_turns=6, version=1):
             parsed = parse_output(turn.completion)
             assert parsed.format_ok, turn.completion
             assert parsed.profile == turn.profile == [t.text for t in turn.revealed]
@@ -33,7 +40,7 @@ def test_dialogue_turns_are_contract_outputs_of_the_revealed_traits() -> None:
 
 def test_dialogue_prompts_show_the_latest_profile_only() -> None:
     profile = generate_profiles(1, seed=5)[0]
-    turns = list(simulate_dialogue(profile, ScriptedUser(), seed=0, max_turns=4))
+    turns = list(simulate_dialogue(profile, ScriptedUser(), seed=0, max_turns=4, version=1))
 
     assert parse_output(turns[0].completion).profile == []  # cold start: nothing known yet
     for index, turn in enumerate(turns):
@@ -45,6 +52,43 @@ def test_dialogue_prompts_show_the_latest_profile_only() -> None:
             latest = parse_output(assistants[-1])
             assert latest.format_ok and latest.profile == turns[index - 1].profile
             assert all("<profile>" not in older for older in assistants[:-1])
+
+
+def test_v2_targets_list_only_the_change_and_carry_the_stored_profile_forward() -> None:
+    profiles = generate_profiles(8, seed=4)
+    forgot = carried = openers = 0
+    for index, profile in enumerate(profiles):
+        user = ScriptedUser(change_at_turn=3, opener_fact_share=0.5)
+        stored: list[str] | None = None
+        for number, turn in enumerate(
+            simulate_dialogue(profile, user, seed=index, max_turns=6, carried_share=0.5)
+        ):
+            parsed = parse_output(turn.completion)
+            assert parsed.format_ok and parsed.profile is not None, turn.completion
+            system = turn.prompt[0]["content"]
+            assert system.startswith(SYSTEM_PROMPT_V2)
+            if number == 0:
+                stored = (
+                    [
+                        line[2:]
+                        for line in system.split("What you know about this user:\n")[
+                            -1
+                        ].splitlines()
+                    ]
+                    if "What you know" in system
+                    else []
+                )
+                carried += bool(stored)
+                openers += bool(parse_output(turn.completion).profile)
+            assert stored is not None
+            change = change_from_block(parsed.profile)
+            # The block never repeats what is stored; applied, it gives the teacher's profile.
+            assert not {t.casefold() for t in change.add} & {t.casefold() for t in stored}
+            assert change.apply(stored) == turn.profile
+            assert set(turn.profile) <= set(user.true_profile().texts())
+            forgot += bool(change.remove)
+            stored = turn.profile
+    assert forgot and carried and openers, (forgot, carried, openers)
 
 
 def test_sft_examples_are_trl_prompt_completion_rows() -> None:

@@ -6,12 +6,13 @@ import os
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 
-from server.rlpa import build_messages, parse_output
+from server.rlpa import CONTRACT_VERSION, apply_block, build_messages, parse_output
 from training.evaluate.config import SystemConfig
 
 Message = Mapping[str, str]
@@ -45,13 +46,21 @@ class CheckpointAgent:
     last inferred profile plays the stored profile, as the gateway's store would."""
 
     def __init__(
-        self, name: str, model: Any, tokenizer: Any, sampling: Sampling | None = None, seed: int = 0
+        self,
+        name: str,
+        model: Any,
+        tokenizer: Any,
+        sampling: Sampling | None = None,
+        seed: int = 0,
+        version: int = CONTRACT_VERSION,
     ) -> None:
         self.name = name
         self.model = model
         self.tokenizer = tokenizer
         self.sampling = sampling or Sampling()
         self.seed = seed
+        self.version = version
+        """The RLPA contract the checkpoint writes (its rlpa.json says; a bare base: the latest)."""
         self._profiles: dict[str, list[str]] = {}
 
     @classmethod
@@ -66,9 +75,12 @@ class CheckpointAgent:
         seed: int = 0,
     ) -> CheckpointAgent:
         from training.evaluate.checkpoint import load_checkpoint
+        from training.export.hf import RLPA_JSON, read_rlpa_json
 
         model, tokenizer = load_checkpoint(path, base_model, device)
-        return cls(name, model, tokenizer, sampling, seed)
+        card = Path(path) / RLPA_JSON
+        version = int(read_rlpa_json(card)["contract_version"]) if card.exists() else None
+        return cls(name, model, tokenizer, sampling, seed, version or CONTRACT_VERSION)
 
     def reset(self, user_id: str) -> None:
         import torch
@@ -80,7 +92,7 @@ class CheckpointAgent:
     def turn(self, user_id: str, history: Sequence[Message]) -> tuple[str, list[str] | None]:
         import torch
 
-        messages = build_messages(history, self._profiles.get(user_id))
+        messages = build_messages(history, self._profiles.get(user_id), self.version)
         inputs = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         ).to(self.model.device)
@@ -98,10 +110,10 @@ class CheckpointAgent:
         prompt_length = inputs["input_ids"].shape[1]
         text = self.tokenizer.decode(output[0, prompt_length:], skip_special_tokens=True)
         parsed = parse_output(text)
-        # No profile block: the stored profile stands, exactly as in the gateway.
-        if parsed.profile is not None:
-            self._profiles[user_id] = parsed.profile
-        return parsed.response, list(self._profiles.get(user_id, []))
+        # What the gateway would store: the block's change applied (no block changes nothing).
+        stored = apply_block(self.version, self._profiles.get(user_id, []), parsed.profile)
+        self._profiles[user_id] = stored
+        return parsed.response, list(stored)
 
     def close(self) -> None:
         self._profiles.clear()

@@ -32,6 +32,7 @@ def export_gguf_lora(
     alpha: float | None = None,
     adapter_name: str = "default",
     dtype: Literal["f32", "f16"] = "f32",
+    contract_version: int | None = None,
 ) -> str:
     """Write the LoRA adapter `adapter_name` of `peft_model` to `out_path`; returns the path.
 
@@ -58,7 +59,7 @@ def export_gguf_lora(
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
-    writer.add_uint32(CONTRACT_VERSION_KEY, CONTRACT_VERSION)
+    writer.add_uint32(CONTRACT_VERSION_KEY, contract_version or CONTRACT_VERSION)
     writer.add_file_type(
         gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32
     )

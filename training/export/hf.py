@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from server.rlpa import CONTRACT_VERSION
+from server.rlpa import CONTRACT_VERSION, SUPPORTED_VERSIONS
 
 RLPA_JSON = "rlpa.json"
 ExportFormat = Literal["hf-merged", "hf-adapter", "gguf-lora"]
@@ -42,6 +42,7 @@ def export_hf(
     base_model: str,
     recipe: dict[str, Any],
     eval_summary: dict[str, Any] | None = None,
+    contract_version: int = CONTRACT_VERSION,
 ) -> Path:
     """Write a Hugging Face checkpoint, the tokenizer and `rlpa.json` to `out_dir`; returns it.
 
@@ -71,6 +72,7 @@ def export_hf(
         base_model=base_model,
         recipe=recipe,
         eval_summary=eval_summary,
+        contract_version=contract_version,
     )
     return out
 
@@ -97,10 +99,11 @@ def write_rlpa_json(
     base_model: str,
     recipe: dict[str, Any],
     eval_summary: dict[str, Any] | None,
+    contract_version: int = CONTRACT_VERSION,
 ) -> Path:
     """Write `rlpa.json` into `out_dir`: the contract version and where the checkpoint came from."""
     card = {
-        "contract_version": CONTRACT_VERSION,
+        "contract_version": contract_version,
         "base_model": base_model,
         "recipe": recipe,
         "eval": eval_summary,
@@ -116,16 +119,17 @@ def read_rlpa_json(path: str | Path) -> dict[str, Any]:
     """The `rlpa.json` of a checkpoint (its directory or the file itself).
 
     Raises `FileNotFoundError` if there is none and `ContractVersionError` if the checkpoint was
-    exported for another contract version than this code's `CONTRACT_VERSION`.
+    trained for a contract version this code does not speak (SUPPORTED_VERSIONS).
     """
     file = Path(path)
     if file.is_dir():
         file = file / RLPA_JSON
     card: dict[str, Any] = json.loads(file.read_text())
     found = card.get("contract_version")
-    if found != CONTRACT_VERSION:
+    if found not in SUPPORTED_VERSIONS:
         raise ContractVersionError(
-            f"{file} was exported for RLPA contract version {found!r}; this code speaks version "
-            f"{CONTRACT_VERSION}. Retrain or re-export the checkpoint with the current contract."
+            f"{file} was exported for RLPA contract version {found!r}; this code speaks versions "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}. Retrain the checkpoint with a current "
+            "contract."
         )
     return card

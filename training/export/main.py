@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.rlpa import CONTRACT_VERSION
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("hf-merged", "hf-adapter", "gguf-lora")
@@ -105,6 +107,7 @@ def run_export(config: ExportConfig) -> dict[str, Path]:
     base = config.base_model or card.get("base_model") or ""
     model, tokenizer, base_name = _load_trained(checkpoint, base)
     card_for = {
+        "contract_version": int(card.get("contract_version", CONTRACT_VERSION)),
         "base_model": card.get("base_model") or base_name,
         "recipe": {**(card.get("recipe") or {}), "export": dataclasses.asdict(config)},
         "eval_summary": eval_summary,
@@ -128,7 +131,14 @@ def _write(
     folder = out / "gguf"
     folder.mkdir(parents=True, exist_ok=True)
     dtype = "f16" if config.gguf_dtype == "f16" else "f32"
-    path = Path(export_gguf_lora(model, str(folder / "adapter.gguf"), dtype=dtype))
+    path = Path(
+        export_gguf_lora(
+            model,
+            str(folder / "adapter.gguf"),
+            dtype=dtype,
+            contract_version=card["contract_version"],
+        )
+    )
     write_rlpa_json(folder, export_format="gguf-lora", **card)
     return path
 

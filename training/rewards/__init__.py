@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from server.rlpa import ParsedOutput, parse_output
+from server.rlpa import ParsedOutput, apply_block, parse_output
 from training.data.profiles import Profile, as_trait
 from training.rewards.profile import (
     EmbeddingMatcher,
@@ -62,20 +62,33 @@ def profile_reward(
     completions: Sequence[Any],
     true_profile: Sequence[Profile | Sequence[TraitLike]],
     matcher: Matcher | None = None,
+    stored: Sequence[Sequence[str]] | None = None,
+    version: int = 1,
     **_: Any,
 ) -> list[float]:
-    """F1 of each completion's profile block against its gold traits (0..1). Pass the traits
-    revealed so far as `true_profile` to reward inference, the full profile to measure it.
-    The default matcher is the offline embedding matcher, loaded on first use."""
+    """F1 of each completion's profile against its gold traits (0..1). Pass the traits revealed
+    so far as `true_profile` to reward inference, the full profile to measure it.
+
+    Under contract v1 the block is the profile. Under v2 it is a change: the profile scored is
+    `stored[i]` with the block applied, as the gateway would store it. The default matcher is
+    the offline embedding matcher, loaded on first use."""
     matcher = matcher or _default_matcher()
+    before = stored if stored is not None else [[] for _ in completions]
     rewards = []
-    for parsed, gold in zip(
-        _parsed(completions, true_profile=true_profile), true_profile, strict=True
+    for parsed, gold, held in zip(
+        _parsed(completions, true_profile=true_profile, stored=before),
+        true_profile,
+        before,
+        strict=True,
     ):
         if not parsed.format_ok:
             rewards.append(0.0)
             continue
-        rewards.append(profile_f1(parsed.profile or [], trait_texts(gold), matcher))
+        if version == 1:
+            inferred = parsed.profile or []
+        else:
+            inferred = apply_block(version, list(held), parsed.profile)
+        rewards.append(profile_f1(inferred, trait_texts(gold), matcher))
     return rewards
 
 

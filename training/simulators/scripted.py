@@ -54,6 +54,7 @@ class ScriptedUser:
         share: float = 0.15,
         warm_up_turns: int = 2,
         unprompted: float = 0.7,
+        opener_fact_share: float = 0.0,
     ) -> None:
         self.change_at_turn = change_at_turn
         """Index of the user message (0 = the opener) that announces a preference change."""
@@ -61,6 +62,9 @@ class ScriptedUser:
         self.warm_up_turns = warm_up_turns
         self.unprompted = unprompted
         """Chance, once warmed up, of volunteering a trait nothing asked about."""
+        self.opener_fact_share = opener_fact_share
+        """Share of conversations whose first message states a fact with its request, as people
+        often do ("I'm vegetarian, any dinner ideas?")."""
         self.start(Profile("empty"), 0)
 
     def start(self, profile: Profile, seed: int) -> None:
@@ -92,7 +96,13 @@ class ScriptedUser:
     def reply(self, history: Sequence[Message]) -> str:
         turn = sum(1 for message in history if message["role"] == "user")
         if turn == 0:
-            return self._rng.choice(OPENERS)
+            opener = self._rng.choice(OPENERS)
+            hidden = [t for t in self._profile.traits if t not in self._revealed]
+            if hidden and self._rng.random() < self.opener_fact_share:
+                trait = self._rng.choice(hidden)
+                self._revealed.append(trait)
+                return f"{self._say(trait)} {opener[:1].upper()}{opener[1:]}"
+            return opener
         said = [m["content"] for m in history if m["role"] == "assistant"]
         last = said[-1] if history and history[-1]["role"] == "assistant" else ""
         if turn == self.change_at_turn:
