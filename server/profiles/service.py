@@ -110,21 +110,7 @@ class ProfileService:
                 cached.user_id,
             )
         metrics.CACHE_MISSES.inc()
-        async with transaction(self._sessionmaker) as session:
-            row = await repository.get_user(session, tenant_id, user)
-            if row is None:
-                return None
-            current = await repository.get_version(session, row.id, row.current_version)
-        state = ProfileState(
-            version=row.current_version,
-            traits=current.traits if current else [],
-            personalization=row.personalization,
-            source=current.source if current else None,
-            updated_at=current.created_at if current else None,
-            user_id=row.id,
-        )
-        await self._cache_put(tenant_id, user, state)
-        return state
+        return await self._load(tenant_id, user, create=False)
 
     async def open(self, tenant_id: int, user: str) -> ProfileState:
         """The state a chat turn starts from, creating the user on their first turn so that the
@@ -132,8 +118,19 @@ class ProfileService:
         state = await self.get_state(tenant_id, user)
         if state is not None:
             return state
+        created = await self._load(tenant_id, user, create=True)
+        assert created is not None
+        return created
+
+    async def _load(self, tenant_id: int, user: str, *, create: bool) -> ProfileState | None:
+        """The current state from the database (the user created first if `create`), cached."""
         async with transaction(self._sessionmaker) as session:
-            row = await repository.ensure_user(session, tenant_id, user)
+            if create:
+                row: EndUser | None = await repository.ensure_user(session, tenant_id, user)
+            else:
+                row = await repository.get_user(session, tenant_id, user)
+            if row is None:
+                return None
             current = await repository.get_version(session, row.id, row.current_version)
         state = ProfileState(
             version=row.current_version,
