@@ -4,9 +4,12 @@
     rlpa eval --recipe eval_cpu --gateway http://localhost:8000 --api-key $KEY --users 5
     rlpa eval --compare runs/a/results.json runs/b/results.json --output-dir runs/a-vs-b
     rlpa eval --recipe eval_card --card models/smollm2-135m-rlpa/eval.json
+    rlpa eval --transfer --gateway http://localhost:8000 --output-dir runs/transfer
 
 Writes results.json (every turn), summary.json, report.md and report.png to the output
 directory; `--card` also writes a checkpoint's eval card ({"stages": {system: metrics}}).
+`--transfer [JSONL]` runs the hand-written transfer set (training/eval_data) instead of simulated
+users and writes transfer.json and transfer.md (metrics with 95% intervals: transfer.py).
 `--only NAME` runs one of the recipe's systems, so stages can run in parallel processes and
 be joined with `--compare`. Systems from flags are added to the recipe's. Metric conventions:
 metrics.py.
@@ -23,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from training.eval_data import TRANSFER_V1
 from training.evaluate.config import EndpointConfig, EvalConfig, SystemConfig
 
 __all__ = ["EndpointConfig", "EvalConfig", "SystemConfig", "evaluate", "main", "parse_config"]
@@ -31,13 +35,18 @@ logger = logging.getLogger(__name__)
 
 
 def evaluate(config: EvalConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """Run every system in `config` on the same users; write and return the results."""
+    """Run every system in `config` on the same users (simulated ones, or the transfer set's
+    when `transfer_path` is set); write and return the results."""
+    if not isinstance(config, EvalConfig):
+        config = EvalConfig.from_dict(config)
+    if config.transfer_path:
+        from training.evaluate.transfer_protocol import evaluate_transfer
+
+        return evaluate_transfer(config)
     from server.rlpa import CONTRACT_VERSION
     from training.evaluate import protocol, report
     from training.evaluate.agents import build_agent
 
-    if not isinstance(config, EvalConfig):
-        config = EvalConfig.from_dict(config)
     if not config.systems:
         raise ValueError("no systems to evaluate: list them in the recipe or pass --checkpoint")
     profiles = protocol.load_eval_profiles(config)
@@ -125,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="evaluate only this system of the recipe's and the flags' (repeatable)",
     )
+    add(
+        "--transfer",
+        nargs="?",
+        const=str(TRANSFER_V1),
+        dest="transfer_path",
+        metavar="JSONL",
+        help="run the hand-written transfer set (default: transfer_v1) instead of simulated users",
+    )
+    add("--transfer-users", type=int, help="the first N transfer-set users (default: all)")
     add("--card", help='also write the eval card ({"stages": {system: metrics}}) here')
     add(
         "--compare",
@@ -190,6 +208,16 @@ def main(argv: list[str] | EvalConfig | None = None) -> int:
         config, compare = config_from_args(args)
     from training.evaluate import report
 
+    if config.transfer_path:
+        if compare or card_path:
+            raise ValueError("--compare and --card do not apply to --transfer")
+        from training.evaluate import transfer
+
+        results = evaluate(config)
+        print(transfer.markdown(results))
+        for kind, path in results["files"].items():
+            print(f"{kind}: {path}")
+        return 0
     if compare:
         runs = [report.load_results(path) for path in compare]
         results = report.merge_results(runs, config.title)

@@ -72,6 +72,11 @@ class EvalConfig:
     # torch CPU threads while evaluating (None: torch's default). On a shared or busy CPU, 1 can
     # be several times faster: small ops across threads stall whenever one thread is descheduled.
     torch_threads: int | None = None
+    # The hand-written transfer set (training/eval_data) instead of simulated users: a JSONL
+    # file, None to run the simulated users. `transfer_users`: the first N users; None: all.
+    transfer_path: str | None = None
+    transfer_users: int | None = None
+    bootstrap_resamples: int = 2000  # for the transfer metrics' 95% intervals
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalConfig:

@@ -1,0 +1,129 @@
+"""The transfer-set metrics (training/evaluate/transfer.py) on hand-made stored profiles: each
+test pins one definition, edge cases included."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.eval_data import ForbiddenFact, GoldFact, TransferUser
+from training.evaluate import transfer
+from training.evaluate.transfer import UserProfiles, bootstrap, summarise, user_metrics
+
+VEGAN = GoldFact("follows a vegan diet", (("vegan",),), turn=1)
+BOYFRIEND = GoldFact("boyfriend loves meat", (("boyfriend", "meat"),), turn=1, about="boyfriend")
+KNEES = GoldFact("has bad knees", (("knee",),), turn=3)
+EATS_PEANUTS = ForbiddenFact("eats peanuts", (("eats", "peanut"), ("likes", "peanut")), "negation")
+
+
+def person(*gold: GoldFact, forbidden: tuple[ForbiddenFact, ...] = ()) -> TransferUser:
+    conversation = ("one", "two", "three")
+    return TransferUser("u", (conversation, ("hi again",)), tuple(gold), forbidden)
+
+
+def run(
+    user: TransferUser, conversation1: list[list[str]], conversation2: list[str] | None = None
+) -> transfer.UserMetrics:
+    last = conversation1[-1] if conversation2 is None else conversation2
+    return user_metrics(UserProfiles(user, conversation1, last))
+
+
+def test_precision_recall_and_f1_are_taken_on_the_profile_at_the_end_of_conversation_1() -> None:
+    user = person(VEGAN, BOYFRIEND, KNEES)
+    end = ["is vegan", "boyfriend loves meat", "likes jazz"]  # 2 of 3 right, 2 of 3 found
+    scored = run(user, [["likes jazz"], ["is vegan"], end])
+    assert scored.precision == pytest.approx(2 / 3)
+    assert scored.recall == pytest.approx(2 / 3)
+    assert scored.f1 == pytest.approx(2 / 3)
+    # A trait that holds two gold facts' keywords is one correct trait; the facts are both stored.
+    both = run(user, [["vegan", "vegan with a meat-loving boyfriend"]])
+    assert both.precision == 1.0 and both.recall == pytest.approx(2 / 3)
+    assert both.f1 == pytest.approx(0.8)
+
+
+def test_a_third_partys_fact_is_not_stored_by_a_trait_that_does_not_name_them() -> None:
+    scored = run(person(BOYFRIEND), [["loves meat"]])
+    assert scored.precision == 0.0 and scored.recall == 0.0 and scored.f1 == 0.0
+
+
+def test_a_user_with_no_gold_counts_toward_precision_only() -> None:
+    silent = person()
+    stored_anyway = run(silent, [["works with spreadsheets", "likes Google Sheets"]])
+    assert stored_anyway.precision == 0.0  # everything stored is wrong
+    assert stored_anyway.recall is None and stored_anyway.f1 is None
+    assert stored_anyway.retention is None and stored_anyway.turn1_recall is None
+    nothing = run(silent, [[]])
+    assert (nothing.precision, nothing.recall, nothing.f1) == (None, None, None)
+
+
+def test_storing_nothing_has_no_precision_and_scores_zero_recall_and_f1() -> None:
+    scored = run(person(VEGAN, KNEES), [[], [], []])
+    assert scored.precision is None
+    assert scored.recall == 0.0 and scored.f1 == 0.0 and scored.turn1_recall == 0.0
+    assert scored.retention is None  # nothing known, so nothing to keep
+    assert scored.contradictions == scored.traits_seen == 0
+
+
+def test_retention_is_the_share_of_facts_known_at_the_end_still_stored_in_conversation_2() -> None:
+    user = person(VEGAN, BOYFRIEND, KNEES)
+    end = ["is vegan", "has bad knees"]
+    # Keeps the knees, forgets veganism; learning the boyfriend now does not make up for it.
+    scored = run(user, [end], ["has bad knees", "boyfriend likes meat"])
+    assert scored.retention == 0.5
+    assert run(user, [end], end).retention == 1.0
+    assert run(user, [end], []).retention == 0.0  # the whole profile erased
+    # A fact stored mid-conversation and dropped before its end is not "known at the end".
+    assert run(user, [["is vegan"], ["has bad knees"]], ["has bad knees"]).retention == 1.0
+
+
+def test_turn_1_recall_reads_the_profile_after_turn_1_and_only_first_message_facts() -> None:
+    user = person(VEGAN, BOYFRIEND, KNEES)
+    scored = run(user, [["is vegan", "has bad knees"], ["is vegan", "boyfriend eats meat"]])
+    assert scored.turn1_recall == 0.5  # the boyfriend came a turn late; knees are not turn 1
+    assert run(person(KNEES), [["has bad knees"]]).turn1_recall is None
+
+
+def test_contradictions_count_each_distinct_trait_stored_at_any_point() -> None:
+    user = person(VEGAN, forbidden=(EATS_PEANUTS,))
+    scored = run(
+        user,
+        [["is vegan", "eats peanuts"], ["is vegan", "eats peanuts"], ["is vegan"]],
+        ["is vegan", "is allergic to peanuts", "never eats peanuts"],
+    )
+    # Distinct traits seen: "is vegan", "eats peanuts", "is allergic to peanuts", "never eats
+    # peanuts"; only the one asserting the forbidden fact counts, once though stored twice.
+    assert (scored.contradictions, scored.traits_seen) == (1, 4)
+    assert run(user, [["never eats peanuts"]]).contradictions == 0  # a negation is right
+
+
+def test_bootstrap_gives_the_mean_or_the_pooled_ratio_inside_a_seeded_interval() -> None:
+    values = [0.0, 0.5, 1.0, 1.0]
+    estimate = bootstrap(values, seed=3)
+    assert estimate is not None
+    assert estimate.mean == 0.625 and estimate.users == 4
+    assert 0.0 <= estimate.low < estimate.mean < estimate.high <= 1.0
+    assert bootstrap(values, seed=3) == estimate  # seeded: the same interval every time
+    ratio = bootstrap([1, 0], [1, 9])  # one contradiction in ten traits, not a mean of 1 and 0
+    assert ratio is not None and ratio.mean == 0.1 and ratio.low >= 0.0 and ratio.high <= 1.0
+    one = bootstrap([0.3])
+    assert one is not None and (one.mean, one.low, one.high) == (0.3, 0.3, 0.3)
+    assert bootstrap([]) is None
+    with pytest.raises(ValueError, match="nothing to count"):
+        bootstrap([0], [0])
+
+
+def test_summary_averages_each_metric_over_the_users_it_applies_to() -> None:
+    users = [
+        run(person(VEGAN, KNEES), [["is vegan"]]),  # P 1, R 0.5, F1 2/3, turn-1 recall 1
+        run(person(), [["likes jazz"]]),  # P 0 only
+        run(person(VEGAN, forbidden=(EATS_PEANUTS,)), [[]], ["eats peanuts"]),  # R 0, F1 0
+    ]
+    summary = summarise(users, resamples=200)
+    assert set(summary) == set(transfer.METRICS)
+    values = {name: e and (e.mean, e.users) for name, e in summary.items()}
+    assert values["precision"] == (0.5, 2)
+    assert values["recall"] == (0.25, 2)
+    assert values["f1"] == (pytest.approx(1 / 3), 2)
+    assert values["turn1_recall"] == (0.5, 2)
+    assert values["retention"] == (1.0, 1)
+    assert values["contradiction_rate"] == (pytest.approx(1 / 3), 3)  # 1 of 3 traits, pooled
+    assert summarise([run(person(), [[]])])["retention"] is None
