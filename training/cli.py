@@ -5,7 +5,7 @@
 
 A recipe is a YAML file, or the name of one in training/recipes. Precedence: the recipe, then
 each `--set key=value` (any config field), then the explicit flags. `eval` and `export` hand over
-to `training.evaluate` and `training.export` when those modules are installed.
+to `training.evaluate` and `training.export.main`, which parse their own arguments.
 
 Nothing heavy is imported until a command runs, so `--help` stays instant.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import logging
 import sys
@@ -25,11 +24,8 @@ STAGES = {
     "sft": ("training.sft", "SFTRunConfig", "supervised warm start on template dialogues"),
     "rl": ("training.rl", "RLRunConfig", "multi-turn RL (GRPO) against the simulated user"),
 }
-# Commands that belong to other modules: the first of these that exists takes the arguments.
-HANDOVERS = {
-    "eval": ("training.evaluate",),
-    "export": ("training.export.cli", "training.export.main"),
-}
+# Commands that belong to other modules, which parse their own arguments.
+HANDOVERS = {"eval": "training.evaluate", "export": "training.export.main"}
 # Explicit flags and the config fields they set.
 FLAGS = {
     "output_dir": "output_dir",
@@ -61,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--base-model", help="'' (SmolLM2 GGUF), a .gguf file or a HF dir")
         sub.add_argument("--init-adapter", help="a PEFT adapter to keep training")
         sub.add_argument("--print-config", action="store_true", help="print it and exit")
-    for name, modules in HANDOVERS.items():
-        commands.add_parser(name, help=f"hands over to {modules[0]} (see its --help)")
+    for name, module in HANDOVERS.items():
+        commands.add_parser(name, help=f"hands over to {module} (see its --help)")
     return parser
 
 
@@ -78,23 +74,8 @@ def load_stage_config(stage: str, args: argparse.Namespace) -> Any:
 
 
 def hand_over(command: str, argv: Sequence[str]) -> int:
-    for name in HANDOVERS[command]:
-        if _exists(name):
-            result = importlib.import_module(name).main(list(argv))
-            return result if isinstance(result, int) else 0
-    print(
-        f"`rlpa {command}` is not available: none of {', '.join(HANDOVERS[command])} is "
-        "installed in this checkout",
-        file=sys.stderr,
-    )
-    return 2
-
-
-def _exists(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # a missing parent package
-        return False
+    result = importlib.import_module(HANDOVERS[command]).main(list(argv))
+    return result if isinstance(result, int) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

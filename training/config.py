@@ -19,7 +19,10 @@ from typing import Any, TypeVar
 import yaml
 from trl import GRPOConfig, SFTConfig
 
-RECIPES = Path(__file__).parent / "recipes"
+from training.recipe import read_recipe, recipe_path
+
+__all__ = ["read_recipe", "recipe_path"]  # re-exported: older imports find them here
+
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 Config = TypeVar("Config")
 
@@ -125,18 +128,6 @@ class RLRunConfig(GRPOConfig, PolicyArgs, DialogueArgs):
         super().__post_init__()
 
 
-def recipe_path(name: str | Path) -> Path:
-    """A recipe file, or the name of one in training/recipes ("sft_cpu")."""
-    path = Path(name)
-    if path.exists():
-        return path
-    shipped = RECIPES / f"{name}.yaml"
-    if shipped.exists():
-        return shipped
-    known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
-    raise FileNotFoundError(f"no recipe {str(name)!r}: not a file, nor one of {known}")
-
-
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """`key=value` strings, values read as YAML ("3" is an int, "[a, b]" a list, "null" None)."""
     values = {}
@@ -152,12 +143,7 @@ def load_config(
     cls: type[Config], recipe: str | Path | None, overrides: Mapping[str, Any] = {}
 ) -> Config:
     """`cls` built from a recipe's keys, then `overrides`; unknown keys are refused by name."""
-    values: dict[str, Any] = {}
-    if recipe is not None:
-        loaded = yaml.safe_load(recipe_path(recipe).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"recipe {recipe} must be a mapping of field names to values")
-        values.update(loaded)
+    values: dict[str, Any] = read_recipe(recipe) if recipe is not None else {}
     values.update(overrides)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]

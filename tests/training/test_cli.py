@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.machinery
 import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from server import cli as server_cli
 from training import cli
-from training.config import RECIPES, RLRunConfig, SFTRunConfig, load_config
+from training.config import RLRunConfig, SFTRunConfig, load_config
+from training.recipe import RECIPES, read_recipe
 
 
 def _printed(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
@@ -84,28 +84,27 @@ def test_every_shipped_training_recipe_loads(recipe: str) -> None:
     assert config.output_dir
 
 
-def _fake_module(monkeypatch: pytest.MonkeyPatch, name: str, calls: list[Any]) -> None:
-    module = types.ModuleType(name)
-    module.__spec__ = importlib.machinery.ModuleSpec(name, None)
-    module.main = lambda argv: calls.append(argv)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, name, module)
-
-
-def test_eval_and_export_hand_over_to_the_first_module_that_exists(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_train_eval_and_export_each_run_through_the_gateways_command_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    calls: list[Any] = []
-    _fake_module(monkeypatch, "fake_rlpa_export", calls)
-    monkeypatch.setattr(
-        cli,
-        "HANDOVERS",
-        {"export": ("no_such_pkg.cli", "fake_rlpa_export"), "eval": ("no_such_pkg.evaluate",)},
+    """`rlpa train|eval|export` reach their stage's own entry point, named explicitly."""
+    out = tmp_path / "sft"
+    assert (
+        server_cli.main(
+            ["train", "sft", "--recipe", "sft_tiny", "--output-dir", str(out), "--print-config"]
+        )
+        == 0
     )
-
-    assert cli.main(["export", "--adapter", "a", "--out-dir", "b"]) == 0
-    assert calls == [["--adapter", "a", "--out-dir", "b"]]
-    assert cli.main(["eval", "--recipe", "x"]) == 2
-    assert "not available" in capsys.readouterr().err
+    assert yaml.safe_load(capsys.readouterr().out)["output_dir"] == str(out)
+    for command, flag in (("eval", "--transfer"), ("export", "--checkpoint")):
+        with pytest.raises(SystemExit) as exited:
+            server_cli.main([command, "--help"])
+        assert exited.value.code == 0
+        assert flag in capsys.readouterr().out
+    assert cli.HANDOVERS == {"eval": "training.evaluate", "export": "training.export.main"}
+    # A missing recipe is a clear error naming the shipped ones, from the one loader.
+    with pytest.raises(FileNotFoundError, match="sft_cpu"):
+        read_recipe("no-such-recipe")
 
 
 def test_the_command_line_imports_nothing_heavy_until_it_runs() -> None:

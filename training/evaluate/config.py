@@ -115,17 +115,8 @@ def system_config(data: Mapping[str, Any]) -> SystemConfig:
     return SystemConfig(**data)
 
 
-RECIPES = Path(__file__).parents[1] / "recipes"
-
-
 def load_recipe(path: str | Path) -> dict[str, Any]:
     """A YAML file, or the name of one shipped in training/recipes ("eval_cpu")."""
-    import yaml
+    from training.recipe import read_recipe
 
-    file = Path(path)
-    if not file.exists() and (RECIPES / f"{path}.yaml").exists():
-        file = RECIPES / f"{path}.yaml"
-    data = yaml.safe_load(file.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a recipe is a mapping of EvalConfig fields")
-    return data
+    return read_recipe(path)

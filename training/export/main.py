@@ -68,9 +68,9 @@ def parse_config(argv: list[str] | None = None) -> ExportConfig:
     args = vars(parser.parse_args(argv))
     values: dict[str, Any] = {}
     if recipe := args.pop("recipe"):
-        import yaml
+        from training.recipe import read_recipe
 
-        values.update(yaml.safe_load(_recipe_path(recipe).read_text()) or {})
+        values.update(read_recipe(recipe))
     if args.get("formats"):
         args["formats"] = args["formats"].split(",")
     values.update({key: value for key, value in args.items() if value is not None})
@@ -82,13 +82,6 @@ def parse_config(argv: list[str] | None = None) -> ExportConfig:
     if unknown:
         parser.error(f"unknown formats {unknown}; choose from {list(FORMATS)}")
     return config
-
-
-def _recipe_path(name: str) -> Path:
-    # As training.config.recipe_path, without importing TRL for a file lookup.
-    path = Path(name)
-    shipped = Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml"
-    return shipped if not path.exists() and shipped.exists() else path
 
 
 def run_export(config: ExportConfig) -> dict[str, Path]:
