@@ -213,7 +213,8 @@ class ChatService:
             raise ProfileWriteError() from exc
         if state is None:
             logger.info("request %s: the user was erased during the turn", turn.request_id)
-            turn.remember, turn.stored, turn.version = False, None, 0
+            # Nothing of the erased profile goes back to the client either.
+            turn.remember, turn.stored, turn.version, turn.inferred = False, None, 0, None
         else:
             turn.stored, turn.version = state, state.version
         return True

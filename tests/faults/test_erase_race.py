@@ -77,8 +77,10 @@ async def test_a_user_erased_during_a_turn_stays_erased(
             during = await asyncio.wait_for(turn, REQUEST_TIMEOUT_S)
             upstream_a.script.stall_at, upstream_a.script.stall_s = -1, 0.0
 
-            # The turn may end well for its client, but must not claim a stored version.
+            # The turn may end well for its client, but must not claim a stored version nor
+            # hand back anything of the erased profile.
             assert during.version in (None, 0), str(during)
+            assert "fact before the erase" not in str(during.body), str(during)
             assert (await admin.get(f"{path}/profile")).status_code == 404
             assert await _rows(throwaway_pg.dsn, user, user_id) == (0, 0)
 
