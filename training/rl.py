@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from training.components import Endpoint, make_judge, make_matcher, make_simulator
 from training.config import RLRunConfig
 from training.dialogues import training_profiles
 from training.policy import jsonl_logger, load_policy, lora_config, run_training
@@ -60,43 +61,26 @@ def cohort_size(config: RLRunConfig) -> int:
     return config.generation_batch_size // n
 
 
-def _endpoint(config: RLRunConfig, what: str) -> tuple[str, str, str | None]:
+def _endpoint(config: RLRunConfig) -> Endpoint | None:
     if not config.endpoint_url or not config.endpoint_model:
-        raise ValueError(f"{what} needs endpoint_url and endpoint_model")
+        return None
     key = os.environ.get(config.endpoint_api_key_env) if config.endpoint_api_key_env else None
-    return config.endpoint_url, config.endpoint_model, key
+    return Endpoint(config.endpoint_url, config.endpoint_model, key)
 
 
 def make_scorer(config: RLRunConfig) -> Scorer:
-    from training import rewards
-
-    matchers: dict[str, Callable[[], rewards.Matcher]] = {
-        "lexical": lambda: rewards.LexicalMatcher(),
-        "embedding": lambda: rewards.EmbeddingMatcher(),
-        "llm": lambda: rewards.LLMJudgeMatcher(*_endpoint(config, "matcher=llm")),
-    }
-    judges: dict[str, Callable[[], rewards.ResponseJudge]] = {
-        "offline": lambda: rewards.OfflineResponseJudge(),
-        "llm": lambda: rewards.LLMKeepChattingJudge(*_endpoint(config, "judge=llm")),
-    }
-    if config.matcher not in matchers or config.judge not in judges:
-        raise ValueError(f"matcher must be one of {list(matchers)}, judge one of {list(judges)}")
     if config.profile_target not in ("revealed", "true"):
         raise ValueError("profile_target must be 'revealed' or 'true'")
-    return Scorer(matchers[config.matcher](), judges[config.judge](), config.profile_target)
+    matcher = make_matcher(config.matcher, _endpoint(config))
+    return Scorer(matcher, make_judge(config.judge, _endpoint(config)), config.profile_target)
 
 
 def make_user(config: RLRunConfig) -> Callable[[], UserSimulator]:
-    from training.simulators import LLMUser, ScriptedUser
-
-    if config.simulator == "scripted":
-        return lambda: ScriptedUser(
-            share=config.reveal_share, opener_fact_share=config.opener_fact_share
-        )
     if config.simulator == "llm":
-        url, model, key = _endpoint(config, "simulator=llm")
-        return lambda: LLMUser(url, model, key, share=config.reveal_share)
-    raise ValueError(f"simulator must be 'scripted' or 'llm', not {config.simulator!r}")
+        return make_simulator("llm", _endpoint(config), share=config.reveal_share)
+    return make_simulator(
+        config.simulator, share=config.reveal_share, opener_fact_share=config.opener_fact_share
+    )
 
 
 def build_trainer(config: RLRunConfig, generate: Generate | None = None) -> GRPOTrainer:

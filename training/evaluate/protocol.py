@@ -10,10 +10,11 @@ training reward does; the offline judge checks the reply against what the user h
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from training.components import Endpoint, make_judge, make_matcher, make_simulator
 from training.data.profiles import Profile
 from training.evaluate.agents import ChatAgent
 from training.evaluate.config import EvalConfig
@@ -134,35 +135,19 @@ def load_eval_profiles(config: EvalConfig) -> list[Profile]:
     return chosen
 
 
-def _endpoint(config: EvalConfig, key: str) -> Mapping[str, Any]:
+def _endpoint(config: EvalConfig, key: str) -> Endpoint | None:
     endpoint = getattr(config, key)
-    if endpoint is None:
-        raise ValueError(f"this setting needs `{key}` (base_url, model, api_key)")
-    return asdict(endpoint)
+    return None if endpoint is None else Endpoint(**asdict(endpoint))
 
 
 def build_simulator(config: EvalConfig) -> UserSimulator:
-    from training.simulators import LLMUser, ScriptedUser
-
-    if config.simulator == "llm":
-        return LLMUser(**_endpoint(config, "user_endpoint"))
-    return ScriptedUser()
+    return make_simulator(config.simulator, _endpoint(config, "user_endpoint"))()
 
 
 def build_matcher(config: EvalConfig) -> Matcher:
-    from training.rewards import EmbeddingMatcher, LexicalMatcher, LLMJudgeMatcher
-
-    threshold = config.matcher_threshold
-    if config.matcher == "embedding":
-        return EmbeddingMatcher() if threshold is None else EmbeddingMatcher(threshold)
-    if config.matcher == "llm":
-        return LLMJudgeMatcher(**_endpoint(config, "matcher_endpoint"))
-    return LexicalMatcher() if threshold is None else LexicalMatcher(threshold)
+    endpoint = _endpoint(config, "matcher_endpoint")
+    return make_matcher(config.matcher, endpoint, config.matcher_threshold)
 
 
 def build_judge(config: EvalConfig) -> ResponseJudge:
-    from training.rewards import LLMKeepChattingJudge, OfflineResponseJudge
-
-    if config.judge == "llm":
-        return LLMKeepChattingJudge(**_endpoint(config, "judge_endpoint"))
-    return OfflineResponseJudge()
+    return make_judge(config.judge, _endpoint(config, "judge_endpoint"))
