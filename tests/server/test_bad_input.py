@@ -231,3 +231,14 @@ def test_a_key_with_control_characters_is_refused(
     raw = json.dumps(body).encode()
     bad = _refused(http, "POST", "/admin/keys", param, content=raw, headers=headers)
     assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("user", [" ", "   ", "\u3000\u00a0 "])
+def test_a_user_id_of_only_spaces_is_refused(
+    http: httpx.Client, upstream_a: ScriptedUpstream, user: str
+) -> None:
+    assert _chat(http, _turn(user), "user").status_code == 400
+    assert upstream_a.bodies == []
+    _refused(http, "GET", f"/admin/users/{quote(user, safe='')}/profile", "user")
+    listed = http.get("/admin/users", params={"limit": 1000}).json()["data"]
+    assert all(row["user"].strip() for row in listed)
