@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from training.simulators import UserSimulator
 
 SIMULATORS = ("scripted", "llm")
-MATCHERS = ("lexical", "embedding", "llm")
+MATCHERS = ("lexical", "embedding", "llm", "catalogue")
 JUDGES = ("offline", "llm")
 
 
@@ -57,6 +57,10 @@ def make_matcher(
     from training import rewards
 
     _check(name, "matcher", MATCHERS)
+    if name == "catalogue":  # evaluation only: phrasing-independent for catalogue users
+        from training.evaluate.catalogue_matcher import CatalogueMatcher
+
+        return CatalogueMatcher() if threshold is None else CatalogueMatcher(threshold)
     if name == "llm":
         where = _need(endpoint, "matcher=llm")
         return rewards.LLMJudgeMatcher(where.base_url, where.model, where.api_key)

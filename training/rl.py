@@ -71,6 +71,8 @@ def _endpoint(config: RLRunConfig) -> Endpoint | None:
 def make_scorer(config: RLRunConfig) -> Scorer:
     if config.profile_target not in ("revealed", "true"):
         raise ValueError("profile_target must be 'revealed' or 'true'")
+    if config.matcher == "catalogue":
+        raise ValueError("the catalogue matcher measures; it is not a training reward")
     matcher = make_matcher(config.matcher, _endpoint(config))
     return Scorer(matcher, make_judge(config.judge, _endpoint(config)), config.profile_target)
 

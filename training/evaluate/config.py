@@ -63,7 +63,7 @@ class EvalConfig:
     change_at_turn: int | None = None  # 1-based turn whose user message changes a preference
     simulator: Literal["scripted", "llm"] = "scripted"
     user_endpoint: EndpointConfig | None = None
-    matcher: Literal["lexical", "embedding", "llm"] = "lexical"
+    matcher: Literal["lexical", "embedding", "llm", "catalogue"] = "lexical"
     matcher_threshold: float | None = None  # None: the matcher's own default
     matcher_endpoint: EndpointConfig | None = None
     judge: Literal["offline", "llm"] = "offline"
