@@ -81,7 +81,10 @@ def make_user(config: RLRunConfig) -> Callable[[], UserSimulator]:
     if config.simulator == "llm":
         return make_simulator("llm", _endpoint(config), share=config.reveal_share)
     return make_simulator(
-        config.simulator, share=config.reveal_share, opener_fact_share=config.opener_fact_share
+        config.simulator,
+        share=config.reveal_share,
+        opener_fact_share=config.opener_fact_share,
+        phrasing_split="train",
     )
 
 

@@ -141,7 +141,11 @@ def _endpoint(config: EvalConfig, key: str) -> Endpoint | None:
 
 
 def build_simulator(config: EvalConfig) -> UserSimulator:
-    return make_simulator(config.simulator, _endpoint(config, "user_endpoint"))()
+    if config.simulator == "llm":
+        return make_simulator("llm", _endpoint(config, "user_endpoint"))()
+    # Held-out users say their traits in the phrasings training never used.
+    held_out = config.split in ("validation", "test")
+    return make_simulator("scripted", phrasing_split="test" if held_out else None)()
 
 
 def build_matcher(config: EvalConfig) -> Matcher:

@@ -59,10 +59,18 @@ def first_person(text: str) -> str:
     return sentence + "."
 
 
-def reveal_options(trait: Trait) -> list[str]:
-    """Every sentence the user may use to reveal this trait."""
+def reveal_options(trait: Trait, split: str | None = None) -> list[str]:
+    """Every sentence the user may use to reveal this trait; with `split`, only that split's
+    share of them ("train": every other phrasing from the first, "test": the rest), so that
+    held-out users reveal their traits in words training never used. A value with one
+    phrasing keeps it in both."""
     entry = lookup(trait.kind, trait.value)
-    return list(entry.first) if entry else [first_person(trait.text)]
+    options = list(entry.first) if entry else [first_person(trait.text)]
+    if split is None or len(options) < 2:
+        return options
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    return options[0::2] if split == "train" else options[1::2]
 
 
 def value_words(trait: Trait) -> set[str]:

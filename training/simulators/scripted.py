@@ -55,6 +55,7 @@ class ScriptedUser:
         warm_up_turns: int = 2,
         unprompted: float = 0.7,
         opener_fact_share: float = 0.0,
+        phrasing_split: str | None = None,
     ) -> None:
         self.change_at_turn = change_at_turn
         """Index of the user message (0 = the opener) that announces a preference change."""
@@ -62,6 +63,8 @@ class ScriptedUser:
         self.warm_up_turns = warm_up_turns
         self.unprompted = unprompted
         """Chance, once warmed up, of volunteering a trait nothing asked about."""
+        self.phrasing_split = phrasing_split
+        """"train" or "test": which share of each trait's phrasings this user says it with."""
         self.opener_fact_share = opener_fact_share
         """Share of conversations whose first message states a fact with its request, as people
         often do ("I'm vegetarian, any dinner ideas?")."""
@@ -143,7 +146,7 @@ class ScriptedUser:
         return chosen
 
     def _say(self, trait: Trait, lead: bool = False) -> str:
-        sentence = self._rng.choice(reveal_options(trait))
+        sentence = self._rng.choice(reveal_options(trait, self.phrasing_split))
         # Only sentences opening with "I" keep their capital after a lead-in.
         if lead and sentence.startswith(("I ", "I'")) and self._rng.random() < 0.3:
             return self._rng.choice(LEADS) + sentence

@@ -155,3 +155,31 @@ def test_traits_from_outside_the_catalogue_are_said_in_the_first_person() -> Non
     _, answer = talk(user, ["Do you brew anything yourself, like beer?"])
 
     assert "I enjoy brewing beer." in answer
+
+
+def test_training_and_held_out_users_reveal_traits_in_disjoint_phrasings() -> None:
+    from training.simulators.phrasing import reveal_options
+
+    profiles = generate_profiles(30, seed=11)
+    split_values = 0
+    for profile in profiles:
+        for trait in profile.traits:
+            train, test = reveal_options(trait, "train"), reveal_options(trait, "test")
+            every = reveal_options(trait)
+            assert train and test and set(train) | set(test) == set(every)
+            if len(every) > 1:
+                split_values += 1
+                assert not set(train) & set(test)
+    assert split_values > 50
+    said = []
+    for index, profile in enumerate(profiles[:10]):
+        user = ScriptedUser(share=0.5, phrasing_split="test")
+        user.start(profile, index)
+        history: list[dict[str, str]] = []
+        for _ in range(4):
+            history.append({"role": "user", "content": user.reply(history)})
+            history.append({"role": "assistant", "content": "Tell me more about you?"})
+        said.append(" ".join(m["content"] for m in history if m["role"] == "user"))
+        for trait in user.revealed():
+            train_only = set(reveal_options(trait, "train")) - set(reveal_options(trait, "test"))
+            assert not any(sentence in said[-1] for sentence in train_only)
