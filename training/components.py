@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 SIMULATORS = ("scripted", "llm")
 MATCHERS = ("lexical", "embedding", "llm", "catalogue")
-JUDGES = ("offline", "llm")
+JUDGES = ("offline", "llm", "eval")
 
 
 @dataclass(frozen=True)
@@ -75,4 +75,8 @@ def make_judge(name: str, endpoint: Endpoint | None = None) -> ResponseJudge:
     if name == "llm":
         where = _need(endpoint, "judge=llm")
         return rewards.LLMKeepChattingJudge(where.base_url, where.model, where.api_key)
+    if name == "eval":  # evaluation only: never the reward a policy was trained on
+        from training.evaluate.judge import EvalJudge
+
+        return EvalJudge()
     return rewards.OfflineResponseJudge()

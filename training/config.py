@@ -79,6 +79,11 @@ class DialogueArgs:
     opener_fact_share: float = field(
         default=0.5, metadata={"help": "share of conversations whose first message states a fact"}
     )
+    target_wording: str = field(
+        default="spoken",
+        metadata={"help": "what a target trait says: 'spoken' (the user's own words, in the "
+                  "third person, where the sentence allows) or 'catalogue' (its fixed wording)"},
+    )  # fmt: skip
 
 
 def _cpu_default_precision(config: Any) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from server.rlpa import ProfileChange, build_messages, render_change, render_output
 from training.data.profiles import Profile, Trait
 from training.simulators.base import Message, UserSimulator
+from training.simulators.phrasing import third_person
 from training.simulators.scripted import OPENERS
 
 # One question per catalogue kind; each uses a topic word of its kind so the scripted user, who
@@ -173,19 +174,6 @@ def carried_profile(profile: Profile, rng: random.Random, share: float) -> list[
     return rng.sample(profile.traits, count)
 
 
-def turn_change(
-    stored: Sequence[str], revealed: Sequence[str], true: Sequence[str]
-) -> ProfileChange:
-    """What the teacher's block changes: what the user revealed that is not stored yet, and
-    stored traits that are no longer true (the user changed them)."""
-    have = {t.casefold() for t in stored}
-    now = {t.casefold() for t in true}
-    return ProfileChange(
-        add=tuple(t for t in revealed if t.casefold() not in have),
-        remove=tuple(t for t in stored if t.casefold() not in now),
-    )
-
-
 def simulate_dialogue(
     profile: Profile,
     user: UserSimulator,
@@ -193,20 +181,28 @@ def simulate_dialogue(
     max_turns: int,
     version: int = 2,
     carried_share: float = 0.0,
+    target_wording: str = "spoken",
 ) -> Iterator[AssistantTurn]:
     """Up to `max_turns` assistant turns of one conversation with `user` playing `profile`.
 
     With probability `carried_share` the conversation starts from a profile stored earlier (some
     of the user's traits): the teacher carries it forward and adds only what is new. Under
-    contract v2 each target block lists the turn's change; under v1 the whole profile.
+    contract v2 each target block lists the turn's change; under v1 the whole profile. With
+    `target_wording="spoken"` a trait the user stated in a plain first-person sentence is
+    stored in the user's own words ("I'm allergic to peanuts." -> "is allergic to peanuts"),
+    which a model can learn to do for facts no catalogue holds; otherwise in the catalogue's.
     """
+    if target_wording not in ("spoken", "catalogue"):
+        raise ValueError(f"target_wording must be 'spoken' or 'catalogue', not {target_wording!r}")
     rng = random.Random(f"{profile.id}:{seed}")
     user.start(profile, seed)
     history: list[Message] = []
     carried = carried_profile(profile, rng, carried_share)
-    stored: list[str] = [t.text for t in carried]
+    wording: dict[Trait, str] = {t: t.text for t in carried}
+    stored: list[Trait] = list(carried)
     seen: list[Trait] = list(carried)
     asked: set[str] = set()
+    spoken = getattr(user, "spoken", None) if target_wording == "spoken" else None
     for index in range(max_turns):
         history.append({"role": "user", "content": user.reply(history)})
         revealed = user.revealed()
@@ -219,12 +215,21 @@ def simulate_dialogue(
         reply, kind = template_reply(new, known, asked, rng, hidden, index == 0, answer)
         if kind:
             asked.add(kind)
-        change = turn_change(stored, [t.text for t in revealed], [t.text for t in true])
-        after = change.apply(stored)
-        block = render_change(change) if version == 2 else after
-        shown = stored if (stored or version == 2 or index) else None
+        added = [t for t in revealed if t not in stored]
+        for trait in added:
+            said = spoken(trait) if spoken else None
+            wording[trait] = (third_person(said) if said else None) or trait.text
+        change = ProfileChange(
+            add=tuple(wording[t] for t in added),
+            remove=tuple(wording[t] for t in stored if t not in true),
+        )
+        after = [t for t in stored if t in true] + added
+        texts = [wording[t] for t in after]
+        block = render_change(change) if version == 2 else texts
+        before = [wording[t] for t in stored]
+        shown = before if (before or version == 2 or index) else None
         yield AssistantTurn(
-            build_messages(history, shown, version), render_output(block, reply), after, revealed
+            build_messages(history, shown, version), render_output(block, reply), texts, revealed
         )
         history.append({"role": "assistant", "content": reply})
         stored = after
@@ -244,12 +249,13 @@ def sft_examples(
     seed: int = 0,
     version: int = 2,
     carried_share: float = 0.0,
+    target_wording: str = "spoken",
 ) -> list[dict[str, Any]]:
     """TRL conversational prompt/completion rows, one per assistant turn of every conversation."""
     rows = []
     for index, profile in enumerate(profiles):
         turns = simulate_dialogue(
-            profile, make_user(), seed + index, max_turns, version, carried_share
+            profile, make_user(), seed + index, max_turns, version, carried_share, target_wording
         )
         for turn in turns:
             completion = [{"role": "assistant", "content": turn.completion}]

@@ -73,6 +73,8 @@ def make_scorer(config: RLRunConfig) -> Scorer:
         raise ValueError("profile_target must be 'revealed' or 'true'")
     if config.matcher == "catalogue":
         raise ValueError("the catalogue matcher measures; it is not a training reward")
+    if config.judge == "eval":
+        raise ValueError("the eval judge measures; it is not a training reward")
     matcher = make_matcher(config.matcher, _endpoint(config))
     return Scorer(matcher, make_judge(config.judge, _endpoint(config)), config.profile_target)
 

@@ -51,6 +51,7 @@ def build_dataset(config: SFTRunConfig, holdout: bool = False) -> Dataset:
         seed=config.seed,
         version=config.contract_version,
         carried_share=config.carried_share,
+        target_wording=config.target_wording,
     )
     return Dataset.from_list(rows)
 

@@ -52,3 +52,18 @@ def test_it_rejects_the_echo_question_the_training_reward_was_passed_by() -> Non
     # The training reward's verdict, whatever it is, does not decide this one.
     OfflineResponseJudge().score("Espressos? Meaning?", history, [], [])
     assert not judge_reply("Espressos? Meaning?", history[0]["content"]).passed
+
+
+def test_the_eval_judge_plugs_into_rlpa_eval_and_is_refused_as_a_reward() -> None:
+    from training.components import make_judge
+    from training.config import RLRunConfig
+    from training.rl import make_scorer
+
+    judge = make_judge("eval")
+    history = [{"role": "user", "content": "I work as a nurse. Any ideas for dinner?"}]
+    good = "A quick stir-fry with rice and vegetables fits a long shift."
+    assert judge.score(good, history, ["works as a nurse"], []) == 1.0
+    asks_again = "What do you do for work?  Are you a nurse?"
+    assert judge.score(asks_again, history, ["works as a nurse"], []) == 0.0
+    with pytest.raises(ValueError, match="not a training reward"):
+        make_scorer(RLRunConfig(output_dir="unused", judge="eval", matcher="lexical"))

@@ -100,3 +100,20 @@ def test_summarise_needs_the_same_users_in_both_series() -> None:
         metrics.summarise([[1.0]], [[1.0], [0.0]])
     with pytest.raises(ValueError):
         metrics.summarise([], [])
+
+
+def test_summaries_carry_a_bootstrap_interval_over_users() -> None:
+    from training.evaluate.metrics import summarise
+
+    f1 = [[0.0, 0.5], [1.0, 1.0], [0.5, 0.5]]
+    scores = [[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
+    intervals = summarise(f1, scores)["intervals"]
+    assert intervals["profile_f1"]["mean"] == pytest.approx((0.25 + 1.0 + 0.5) / 3)
+    assert intervals["profile_f1_last_turn"]["mean"] == pytest.approx(2 / 3)
+    assert intervals["response_score"]["mean"] == pytest.approx(0.5)
+    for estimate in intervals.values():
+        assert estimate["low"] <= estimate["mean"] <= estimate["high"]
+        assert estimate["users"] == 3
+    # identical users leave nothing to resample: the interval collapses onto the mean
+    same = summarise([[0.5, 0.5]] * 4, [[1.0, 1.0]] * 4)["intervals"]["profile_f1"]
+    assert same["low"] == same["high"] == same["mean"] == 0.5

@@ -127,3 +127,20 @@ def test_summary_averages_each_metric_over_the_users_it_applies_to() -> None:
     assert values["retention"] == (1.0, 1)
     assert values["contradiction_rate"] == (pytest.approx(1 / 3), 3)  # 1 of 3 traits, pooled
     assert summarise([run(person(), [[]])])["retention"] is None
+
+
+def test_response_is_the_share_of_replies_the_eval_judge_passes() -> None:
+    user = person(VEGAN, KNEES)
+    exchanges = [
+        # answers the request: passes
+        transfer.Exchange(1, 1, "I'm vegan. Any dinner ideas?", "A lentil curry with rice."),
+        # asks again for what turn 1 said: fails
+        transfer.Exchange(1, 2, "Sounds good.", "Great. Are you vegan or do you eat meat?"),
+        # knees come up at turn 3: asking about them in turn 3's reply is not "again"
+        transfer.Exchange(1, 3, "My knees hurt.", "Sorry to hear that. Is it your knee joint?"),
+        # conversation 2: everything said in conversation 1 is known
+        transfer.Exchange(2, 1, "hi again", "Welcome back! How are your knees today?"),
+    ]
+    scored = user_metrics(UserProfiles(user, [[], [], []], [], exchanges))
+    assert scored.response == pytest.approx(2 / 4)
+    assert run(user, [[]]).response is None  # no replies recorded, no score

@@ -16,7 +16,13 @@ from tests.fixtures.live import serve
 from tests.fixtures.upstreams import ScriptedUpstream, remembering, upstream_settings
 from training.eval_data import load_transfer_set
 from training.evaluate import main, parse_config
-from training.evaluate.transfer import METRICS, UserProfiles, summarise, user_metrics
+from training.evaluate.transfer import (
+    METRICS,
+    Exchange,
+    UserProfiles,
+    summarise,
+    user_metrics,
+)
 
 
 def _chat(body: dict[str, Any]) -> list[tuple[str, str]]:
@@ -73,7 +79,9 @@ def test_transfer_eval_plays_both_conversations_through_a_gateway_and_reports_ev
             (1, len(said)),
             (2, 1),
         ]
-        expected.append(user_metrics(UserProfiles(user, after, final)))
+        exchanges = [Exchange(1, k, m, "ok") for k, m in enumerate(said, 1)]
+        exchanges.append(Exchange(2, 1, user.conversations[1][0], "ok"))
+        expected.append(user_metrics(UserProfiles(user, after, final, exchanges)))
 
     summary = summarise(expected, seed=0)
     for name in METRICS:
@@ -83,6 +91,7 @@ def test_transfer_eval_plays_both_conversations_through_a_gateway_and_reports_ev
     assert system["metrics"]["retention"]["mean"] == 1.0
     assert system["metrics"]["precision"]["users"] == 3  # the user with no gold counts here
     assert system["metrics"]["recall"]["users"] == 2  # ... and not here
+    assert system["metrics"]["response"]["mean"] == 0.0  # "ok" answers nothing
 
     table = (tmp_path / "transfer.md").read_text()
     assert table in capsys.readouterr().out

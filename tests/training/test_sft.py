@@ -20,6 +20,7 @@ from server.rlpa import (
 from training.data import generate_profiles
 from training.dialogues import second_person, sft_examples, simulate_dialogue
 from training.simulators import ScriptedUser
+from training.simulators.phrasing import third_person
 
 
 def test_dialogue_turns_are_contract_outputs_of_the_revealed_traits() -> None:
@@ -27,7 +28,10 @@ def test_dialogue_turns_are_contract_outputs_of_the_revealed_traits() -> None:
     non_empty = 0
     for index, profile in enumerate(profiles):
         user = ScriptedUser(change_at_turn=3)
-        for turn in simulate_dialogue(profile, user, seed=index, max_turns=6, version=1):
+        turns = simulate_dialogue(
+            profile, user, seed=index, max_turns=6, version=1, target_wording="catalogue"
+        )
+        for turn in turns:
             parsed = parse_output(turn.completion)
             assert parsed.format_ok, turn.completion
             assert parsed.profile == turn.profile == [t.text for t in turn.revealed]
@@ -36,6 +40,47 @@ def test_dialogue_turns_are_contract_outputs_of_the_revealed_traits() -> None:
             assert turn.completion == render_output(turn.profile, parsed.response)
             non_empty += bool(turn.profile)
     assert non_empty > 10, "the dialogues should reveal something to learn from"
+
+
+def test_spoken_targets_store_what_the_user_said_in_their_own_words() -> None:
+    spoken = 0
+    for index, profile in enumerate(generate_profiles(8, seed=3)):
+        user = ScriptedUser(opener_fact_share=1.0)
+        for turn in simulate_dialogue(profile, user, seed=index, max_turns=5, version=1):
+            parsed = parse_output(turn.completion)
+            assert parsed.format_ok and parsed.profile == turn.profile, turn.completion
+            assert len(turn.profile) == len(turn.revealed)
+            for trait, text in zip(turn.revealed, turn.profile, strict=True):
+                said = user.spoken(trait)
+                assert said is not None
+                own = third_person(said)
+                assert text == (own or trait.text), (said, text)
+                spoken += own is not None
+    assert spoken > 10, "most catalogue sentences are plain first-person statements"
+
+
+@pytest.mark.parametrize(
+    ("said", "trait"),
+    [
+        ("I'm allergic to peanuts.", "is allergic to peanuts"),
+        (
+            "I am a nurse in Seattle and I love hiking.",
+            "is a nurse in Seattle and they love hiking",
+        ),
+        (
+            "My daughter is 6 and she loves dinosaurs.",
+            "their daughter is 6 and she loves dinosaurs",
+        ),
+        ("I still live with my parents.", "still lives with their parents"),
+        ("I don't eat meat.", "doesn't eat meat"),
+        ("I watch a lot of romantic comedies.", "watches a lot of romantic comedies"),
+        ("Waiting drives me nuts.", None),  # not a plain statement about the speaker
+        ("We're not married, but it's serious.", None),
+        ("Am I a nurse?", None),
+    ],
+)
+def test_third_person_keeps_negations_and_whose_fact_it_is(said: str, trait: str | None) -> None:
+    assert third_person(said) == trait
 
 
 def test_dialogue_prompts_show_the_latest_profile_only() -> None:
@@ -85,7 +130,10 @@ def test_v2_targets_list_only_the_change_and_carry_the_stored_profile_forward() 
             # The block never repeats what is stored; applied, it gives the teacher's profile.
             assert not {t.casefold() for t in change.add} & {t.casefold() for t in stored}
             assert change.apply(stored) == turn.profile
-            assert set(turn.profile) <= set(user.true_profile().texts())
+            # Only true traits, in the catalogue's words or the user's own.
+            true = user.true_profile().traits
+            own = {third_person(said) for t in true if (said := user.spoken(t))}
+            assert set(turn.profile) <= {t.text for t in true} | own
             forgot += bool(change.remove)
             stored = turn.profile
     assert forgot and carried and openers, (forgot, carried, openers)

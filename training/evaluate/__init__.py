@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--torch-threads", type=int, help="torch CPU threads (1 is fastest on a busy CPU)")
     add("--profiles", dest="profiles_path", help="JSONL of held-out profiles")
     add("--change-at-turn", type=int, help="turn whose user message changes a preference")
-    add("--matcher", choices=["lexical", "embedding", "llm"])
-    add("--judge", choices=["offline", "llm"])
+    add("--matcher", choices=["lexical", "embedding", "llm", "catalogue"])
+    add("--judge", choices=["offline", "llm", "eval"])
     add("--output-dir")
     add("--title")
     add(

@@ -61,12 +61,14 @@ class EvalConfig:
     turns: int = 10
     seed: int = 0
     change_at_turn: int | None = None  # 1-based turn whose user message changes a preference
+    # Share of simulated users whose first message states a fact (people often do).
+    opener_fact_share: float = 0.0
     simulator: Literal["scripted", "llm"] = "scripted"
     user_endpoint: EndpointConfig | None = None
     matcher: Literal["lexical", "embedding", "llm", "catalogue"] = "lexical"
     matcher_threshold: float | None = None  # None: the matcher's own default
     matcher_endpoint: EndpointConfig | None = None
-    judge: Literal["offline", "llm"] = "offline"
+    judge: Literal["offline", "llm", "eval"] = "offline"
     judge_endpoint: EndpointConfig | None = None
     user_prefix: str = "rlpa-eval-"  # eval users' ids; erased on a gateway before each run
     # torch CPU threads while evaluating (None: torch's default). On a shared or busy CPU, 1 can

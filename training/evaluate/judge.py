@@ -11,7 +11,7 @@ already told fails whatever else the reply says.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from training.text import content_words
@@ -63,3 +63,25 @@ def judge_reply(reply: str, user_message: str, known: Sequence[Sequence[str]] = 
     if not giving and len(content_words(reply) - said) < MIN_NEW_WORDS:
         reasons.append("echoes the user without adding anything")
     return Verdict(not reasons, tuple(reasons))
+
+
+# Words of a trait that say how, not what ("works as a nurse": only "nurse" names the fact).
+_PREDICATES = content_words("likes loves enjoys works lives has prefers wants is used to")
+
+
+class EvalJudge:
+    """`judge_reply` as a `training.rewards.ResponseJudge`, for `rlpa eval --judge eval` on
+    simulated users: 1.0 when the reply passes. What the user has revealed is the known facts
+    (each trait's content words, less the verbs that only frame it)."""
+
+    def score(
+        self,
+        response: str,
+        history: Sequence[Mapping[str, str]],
+        revealed: Sequence[object],
+        inferred: Sequence[str],
+    ) -> float:
+        message = history[-1]["content"] if history else ""
+        texts = (getattr(trait, "text", trait) for trait in revealed)
+        known = [sorted(content_words(str(t)) - _PREDICATES) for t in texts]
+        return 1.0 if judge_reply(response, message, [k for k in known if k]).passed else 0.0

@@ -111,9 +111,27 @@ def summarise(profile_f1: PerUser, response_scores: PerUser) -> dict[str, Any]:
         raise ValueError("need the same users, at least one, in both series")
     every_score = [score for user in response_scores for score in user]
     return {
+        "intervals": intervals(profile_f1, response_scores),
         "users": len(profile_f1),
         "turns": max(len(user) for user in response_scores),
         "profile_f1": summarise_series(per_turn_means(profile_f1)).to_dict(),
         "alignment": summarise_series(alignment_levels(response_scores)).to_dict(),
         "response_score": sum(every_score) / len(every_score),
+    }
+
+
+def intervals(profile_f1: PerUser, response_scores: PerUser) -> dict[str, Any]:
+    """Per-user means with a bootstrap 95% interval over users (users resampled, seeded): the
+    user's mean profile F1 over turns, its profile F1 at its last turn, its mean response
+    score. Means of per-user means, so they can differ slightly from the per-turn series'."""
+    from training.evaluate.transfer import bootstrap
+
+    def over_users(values: list[float]) -> dict[str, Any] | None:
+        estimate = bootstrap(values)
+        return None if estimate is None else estimate.to_dict()
+
+    return {
+        "profile_f1": over_users([sum(u) / len(u) for u in profile_f1 if u]),
+        "profile_f1_last_turn": over_users([u[-1] for u in profile_f1 if u]),
+        "response_score": over_users([sum(u) / len(u) for u in response_scores if u]),
     }

@@ -145,7 +145,11 @@ def build_simulator(config: EvalConfig) -> UserSimulator:
         return make_simulator("llm", _endpoint(config, "user_endpoint"))()
     # Held-out users say their traits in the phrasings training never used.
     held_out = config.split in ("validation", "test")
-    return make_simulator("scripted", phrasing_split="test" if held_out else None)()
+    return make_simulator(
+        "scripted",
+        phrasing_split="test" if held_out else None,
+        opener_fact_share=config.opener_fact_share,
+    )()
 
 
 def build_matcher(config: EvalConfig) -> Matcher:

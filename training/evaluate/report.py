@@ -92,6 +92,7 @@ def stage_card(results: Mapping[str, Any]) -> dict[str, Any]:
         "matcher",
         "judge",
         "change_at_turn",
+        "opener_fact_share",
     )
     stages = {}
     for system in results["systems"]:
@@ -104,6 +105,7 @@ def stage_card(results: Mapping[str, Any]) -> dict[str, Any]:
             "alignment_n_ir": s["alignment"]["n_ir"],
             "alignment_n_r2": s["alignment"]["n_r2"],
             "profile_f1_by_turn": s["profile_f1"]["by_turn"],
+            "intervals": s.get("intervals"),
             "users": s.get("users"),
             "turns": s.get("turns"),
         }

@@ -20,6 +20,11 @@ some gold fact. Per user, then over users (the unit tests pin each definition):
   weigh like a user who stores twenty).
 - **turn-1 recall**: the share of the gold facts said in the first message (`turn == 1`) that
   are stored after turn 1; users with no such fact have none.
+- **response**: the share of the user's replies (every played turn of both conversations) that
+  the eval-only judge (`training.evaluate.judge`, never a training reward) passes: a request
+  gets an answer, and no question asks for a gold fact the user had already said (in
+  conversation 2, every gold fact counts as said). Users whose replies were not recorded have
+  none.
 
 Precision, recall, F1, retention and turn-1 recall are means over the users that have them.
 Every aggregate comes with a percentile bootstrap 95% interval over users (users resampled with
@@ -34,8 +39,24 @@ from typing import Any
 
 from training.eval_data import KeywordFact, TransferUser
 
-METRICS = ("f1", "precision", "recall", "retention", "contradiction_rate", "turn1_recall")
+METRICS = (
+    "f1",
+    "precision",
+    "recall",
+    "retention",
+    "contradiction_rate",
+    "turn1_recall",
+    "response",
+)
 RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Exchange:
+    conversation: int  # 1 or 2
+    turn: int  # 1-based, within its conversation
+    message: str
+    reply: str
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,8 @@ class UserProfiles:
     """The stored profile after each turn of conversation 1, turn 1 first."""
     conversation2: Sequence[str]
     """The stored profile after the first turn of conversation 2."""
+    exchanges: Sequence[Exchange] = ()
+    """Every played turn's message and reply, in order (for the response score)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,7 @@ class UserMetrics:
     traits_seen: int
     """Distinct traits stored at any point."""
     turn1_recall: float | None
+    response: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,7 +135,22 @@ def user_metrics(run: UserProfiles) -> UserMetrics:
         contradictions=contradictions,
         traits_seen=len(seen),
         turn1_recall=_share(turn1, run.conversation1[0]),
+        response=response_score(run.user, run.exchanges),
     )
+
+
+def response_score(user: TransferUser, exchanges: Sequence[Exchange]) -> float | None:
+    """The share of replies the eval-only judge passes; None without replies."""
+    from training.evaluate.judge import judge_reply
+
+    if not exchanges:
+        return None
+    passed = 0
+    for x in exchanges:
+        said = [g for g in user.gold if x.conversation == 2 or g.turn < x.turn]
+        known = [group for g in said for group in g.any_of]
+        passed += judge_reply(x.reply, x.message, known).passed
+    return passed / len(exchanges)
 
 
 def bootstrap(
@@ -166,6 +205,7 @@ HEADINGS = {
     "retention": "retention",
     "contradiction_rate": "contradiction rate",
     "turn1_recall": "turn-1 recall",
+    "response": "response (eval judge)",
 }
 
 

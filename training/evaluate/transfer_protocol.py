@@ -56,6 +56,7 @@ def collect_profiles(user: TransferUser, turns: Sequence[TransferTurn]) -> trans
         user,
         [t.profile for t in turns if t.conversation == 1],
         next(t.profile for t in turns if t.conversation == 2),
+        [transfer.Exchange(t.conversation, t.turn, t.user, t.reply) for t in turns],
     )
 
 

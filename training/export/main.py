@@ -38,6 +38,7 @@ class ExportConfig:
     formats: list[str] = field(default_factory=list)  # empty: every format that applies
     eval_summary: str | None = None  # a JSON eval card; overrides the checkpoint's own
     gguf_dtype: str = "f32"  # "f32" or "f16" for the GGUF LoRA tensors
+    hf_adapter_dtype: str = "f32"  # "f32" or "f16" for the PEFT adapter's weights
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +66,7 @@ def parse_config(argv: list[str] | None = None) -> ExportConfig:
     parser.add_argument("--formats", help=f"comma-separated, from {','.join(FORMATS)}")
     parser.add_argument("--eval-summary")
     parser.add_argument("--gguf-dtype", choices=["f32", "f16"])
+    parser.add_argument("--hf-adapter-dtype", choices=["f32", "f16"])
     args = vars(parser.parse_args(argv))
     values: dict[str, Any] = {}
     if recipe := args.pop("recipe"):
@@ -120,7 +122,14 @@ def _write(
 
     if export_format != "gguf-lora":
         merged = export_format == "hf-merged"
-        return export_hf(model, tokenizer, out / export_format, merged=merged, **card)
+        return export_hf(
+            model,
+            tokenizer,
+            out / export_format,
+            merged=merged,
+            adapter_dtype=config.hf_adapter_dtype,
+            **card,
+        )
     folder = out / "gguf"
     folder.mkdir(parents=True, exist_ok=True)
     dtype = "f16" if config.gguf_dtype == "f16" else "f32"

@@ -59,6 +59,62 @@ def first_person(text: str) -> str:
     return sentence + "."
 
 
+_SUBJECT = {
+    "i'm": "is", "i am": "is", "i've got": "has", "i have got": "has", "i've": "has",
+    "i have": "has", "i was": "was", "i'd": "would", "i would": "would", "i'll": "will",
+    "i can't": "can't", "i cannot": "can't", "i can": "can", "i don't": "doesn't",
+    "i do not": "doesn't", "i do": "does", "i didn't": "didn't", "i did": "did", "i go": "goes",
+    "i am not": "is not", "i'm not": "is not", "i haven't": "hasn't", "i wasn't": "wasn't",
+    "i won't": "won't", "i couldn't": "couldn't", "i could": "could", "i will": "will",
+}  # fmt: skip
+_OBJECTS = [(r"\bmy\b", "their"), (r"\bmyself\b", "themselves"), (r"\bmine\b", "theirs"),
+            (r"\bme\b", "them"), (r"\bi'm\b", "they're"), (r"\bi\b", "they")]  # fmt: skip
+_FIRST_PERSON_LEFT = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|we|we're|our|us)\b", re.I)
+
+
+def _third_person_verb(verb: str) -> str:
+    if verb.endswith("y") and len(verb) > 2 and verb[-2] not in "aeiou":
+        return verb[:-1] + "ies"
+    if verb.endswith(("ch", "sh", "ss", "x", "z", "o")):
+        return verb + "es"
+    return verb + "s"
+
+
+def third_person(sentence: str) -> str | None:
+    """What a user said about themselves, as a profile trait in their own words: "I'm a nurse in
+    Seattle." -> "is a nurse in Seattle", "I love hiking." -> "loves hiking", "My daughter is
+    six." -> "their daughter is six". None when the sentence is not a plain first-person
+    statement (the caller then uses the catalogue's wording)."""
+    text = " ".join(sentence.strip().rstrip(".!").split())
+    lowered = text.lower()
+    if not text or "?" in text:
+        return None
+    trait: str | None = None
+    for subject in sorted(_SUBJECT, key=len, reverse=True):
+        if lowered.startswith(subject + " "):
+            trait = _SUBJECT[subject] + text[len(subject) :]
+            break
+    else:
+        words = text.split()
+        if lowered.startswith("my "):
+            trait = "their " + text[3:]
+        elif words[0] == "I" and len(words) > 1:
+            lead = []
+            rest = words[1:]
+            while len(rest) > 1 and rest[0].lower() in _ADVERBS:
+                lead.append(rest.pop(0))
+            if not rest[0].isalpha() or not rest[0].islower():
+                return None
+            trait = " ".join([*lead, _third_person_verb(rest[0]), *rest[1:]])
+    if trait is None:
+        return None
+    for pattern, replacement in _OBJECTS:
+        trait = re.sub(pattern, replacement, trait, flags=re.I)
+    if _FIRST_PERSON_LEFT.search(trait):
+        return None
+    return trait
+
+
 def reveal_options(trait: Trait, split: str | None = None) -> list[str]:
     """Every sentence the user may use to reveal this trait; with `split`, only that split's
     share of them ("train": every other phrasing from the first, "test": the rest), so that

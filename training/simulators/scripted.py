@@ -75,6 +75,11 @@ class ScriptedUser:
         self._rng = random.Random(seed)
         self._revealed: list[Trait] = []
         self._announce: Trait | None = None
+        self._spoken: dict[Trait, str] = {}
+
+    def spoken(self, trait: Trait) -> str | None:
+        """The sentence this user said `trait` with (its latest), if it was said."""
+        return self._spoken.get(trait)
 
     def revealed(self) -> list[Trait]:
         return list(self._revealed)
@@ -147,6 +152,7 @@ class ScriptedUser:
 
     def _say(self, trait: Trait, lead: bool = False) -> str:
         sentence = self._rng.choice(reveal_options(trait, self.phrasing_split))
+        self._spoken[trait] = sentence
         # Only sentences opening with "I" keep their capital after a lead-in.
         if lead and sentence.startswith(("I ", "I'")) and self._rng.random() < 0.3:
             return self._rng.choice(LEADS) + sentence
