@@ -8,12 +8,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from server import errors, migrate
+from server import admin_ui, errors, migrate
 from server.auth.router import router as keys_router
 from server.auth.service import Authenticator
 from server.cache import create_cache
@@ -23,6 +22,7 @@ from server.deps import AppState, DocsAccessDep, MetricsAccessDep
 from server.health import router as health_router
 from server.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from server.openai.router import router as openai_router
+from server.profiles.me_router import router as me_router
 from server.profiles.router import router as users_router
 from server.profiles.service import ProfileService
 from server.ratelimit import RateLimiter
@@ -113,7 +113,9 @@ def create_app(settings: Settings | None = None, backend: ChatBackend | None = N
     app.include_router(users_router)
     app.include_router(keys_router)
     app.include_router(openai_router)
+    app.include_router(me_router)
     app.include_router(_operator_router(app))
+    app.include_router(admin_ui.create_router(admin_ui=settings.admin_ui))
     return app
 
 
@@ -121,15 +123,12 @@ def _operator_router(app: FastAPI) -> APIRouter:
     """/metrics, /docs, /redoc and /openapi.json: open on loopback, else an admin key (or
     RLPA_METRICS_PUBLIC / RLPA_DOCS_PUBLIC).
 
-    A browser cannot send the key, not even on the Swagger page's own fetch of /openapi.json:
-    off loopback an operator fetches /openapi.json with the key, or sets RLPA_DOCS_PUBLIC=true to
-    browse /docs.
+    /docs (and /redoc, its old name) is served by the gateway itself, no CDN: a page that
+    renders /openapi.json. A browser cannot send the key on a page load: off loopback an operator
+    reads the reference in the admin page's API tab (which sends it), or sets
+    RLPA_DOCS_PUBLIC=true.
     """
     router = APIRouter(include_in_schema=False)
-
-    def schema_url(request: Request) -> str:
-        root_path: str = request.scope.get("root_path", "")
-        return root_path.rstrip("/") + "/openapi.json"
 
     @router.get("/metrics")
     async def metrics(_access: MetricsAccessDep) -> Response:
@@ -140,14 +139,9 @@ def _operator_router(app: FastAPI) -> APIRouter:
         return JSONResponse(app.openapi())
 
     @router.get("/docs")
-    async def swagger(request: Request, _access: DocsAccessDep) -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=schema_url(request), title=f"{app.title} - Swagger UI"
-        )
-
     @router.get("/redoc")
-    async def redoc(request: Request, _access: DocsAccessDep) -> HTMLResponse:
-        return get_redoc_html(openapi_url=schema_url(request), title=f"{app.title} - ReDoc")
+    async def docs(request: Request, _access: DocsAccessDep) -> Response:
+        return admin_ui.docs_page(request, f"{app.title} API reference")
 
     return router
 

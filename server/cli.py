@@ -1,4 +1,4 @@
-"""`rlpa` command line: serve, db, keys (training commands join under `rlpa train`)."""
+"""`rlpa` command line: serve, db, keys, users (training commands join under `rlpa train`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from server import users_cli
 from server.settings import Settings
 
 
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id", type=int)
     keys.set_defaults(func=lambda a: asyncio.run(_keys_async(a)))
+    users_cli.register(sub)
     return parser
 
 

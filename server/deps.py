@@ -72,6 +72,16 @@ AdminDep = Annotated[Principal, Depends(_require("admin"))]
 ChatPrincipalDep = Annotated[Principal, Depends(_require("chat"))]
 
 
+def profile_owner(principal: Annotated[Principal, Depends(_require("profile"))]) -> Principal:
+    """A `profile` key, which reaches only the one end user it is bound to."""
+    if principal.bound_user is None:  # refused at creation; a key from before cannot slip by
+        raise PermissionDeniedError("A 'profile' key must be bound to a user.")
+    return principal
+
+
+ProfileOwnerDep = Annotated[Principal, Depends(profile_owner)]
+
+
 def admin_user(user: str, principal: AdminDep) -> str:
     """The `{user}` path parameter, checked and confined to a user-bound key's own user."""
     validate_user(user)

@@ -1,7 +1,7 @@
 """Every ORM model, imported in one place so metadata (and Alembic) sees all tables."""
 
-from server.auth.models import ApiKey, Tenant
+from server.auth.models import ApiKey, AuditEvent, Tenant
 from server.db import Base
 from server.profiles.models import EndUser, ProfileVersion
 
-__all__ = ["ApiKey", "Base", "EndUser", "ProfileVersion", "Tenant"]
+__all__ = ["ApiKey", "AuditEvent", "Base", "EndUser", "ProfileVersion", "Tenant"]

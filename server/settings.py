@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # Off loopback, /metrics and /docs (with /openapi.json) need an admin key unless made public.
     metrics_public: bool = False
     docs_public: bool = False
+    # The admin page at /admin/ui: a page shell whose data comes from /admin with an admin key.
+    admin_ui: bool = True
 
     # A database that does not answer fails requests fast (503) instead of hanging them.
     db_connect_timeout_s: float = 2.0
@@ -72,12 +74,24 @@ class Settings(BaseSettings):
     upstream_connect_timeout_s: float = 5.0
     upstream_read_timeout_s: float = 120.0
     upstream_retries: int = 2
+    # The RLPA format as the upstreams' structured-output constraint: `vllm` (structured_outputs),
+    # `vllm-guided` (guided_grammar, vLLM before 0.12), `llamacpp` (grammar), `none`; `auto` asks
+    # each upstream what it is, once.
+    upstream_grammar: Literal["auto", "vllm", "vllm-guided", "llamacpp", "none"] = "auto"
 
     @field_validator("upstream_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("contract_version", mode="before")
+    @classmethod
+    def _version_number(cls, value: object) -> object:
+        # RLPA_CONTRACT_VERSION=1 arrives as "1", and Literal[1, 2] matches only the ints.
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
         return value
 
     @model_validator(mode="after")

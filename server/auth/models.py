@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, utcnow
@@ -25,7 +26,7 @@ class ApiKey(Base):
     # sha256 of the secret: keys are 256-bit random tokens, so a slow KDF buys nothing.
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
-    scopes: Mapped[str] = mapped_column(String(64))  # comma-separated: chat, admin
+    scopes: Mapped[str] = mapped_column(String(64))  # comma-separated: chat, admin, profile
     bound_user: Mapped[str | None] = mapped_column(String(256), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -33,3 +34,20 @@ class ApiKey(Base):
     @property
     def scope_set(self) -> frozenset[str]:
         return frozenset(s for s in self.scopes.split(",") if s)
+
+
+class AuditEvent(Base):
+    """Who changed what, newest read first. Never holds profile text, and never an erased
+    user's id: an erasure hashes the target of every event about that user."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_tenant_id_id", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # No foreign key: revoking or deleting a key must never touch the history it made.
+    actor_key_id: Mapped[int | None] = mapped_column(default=None)
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(256))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

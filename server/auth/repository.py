@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.auth.models import ApiKey, Tenant
+from server.auth.models import ApiKey, AuditEvent, Tenant
 from server.db import utcnow
 
 
@@ -26,6 +27,10 @@ async def ensure_tenant(session: AsyncSession, name: str) -> Tenant:
 
 async def get_tenant(session: AsyncSession, tenant_id: int) -> Tenant | None:
     return await session.get(Tenant, tenant_id)
+
+
+async def get_tenant_by_name(session: AsyncSession, name: str) -> Tenant | None:
+    return await session.scalar(select(Tenant).where(Tenant.name == name))
 
 
 async def get_key_by_hash(session: AsyncSession, secret_hash: str) -> ApiKey | None:
@@ -71,3 +76,50 @@ async def revoke_bound_keys(session: AsyncSession, tenant_id: int, user: str) ->
         .values(revoked_at=utcnow(), bound_user=None)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def add_audit_event(
+    session: AsyncSession,
+    tenant_id: int,
+    actor_key_id: int | None,
+    action: str,
+    target: str,
+    detail: dict[str, Any],
+) -> None:
+    session.add(
+        AuditEvent(
+            tenant_id=tenant_id,
+            at=utcnow(),
+            actor_key_id=actor_key_id,
+            action=action,
+            target=target,
+            detail=detail,
+        )
+    )
+    await session.flush()
+
+
+async def list_audit_events(
+    session: AsyncSession, tenant_id: int, *, limit: int, before_id: int | None
+) -> Sequence[AuditEvent]:
+    """Newest first; `before_id` is the last id of the previous page (keyset paging)."""
+    stmt = select(AuditEvent).where(AuditEvent.tenant_id == tenant_id)
+    if before_id is not None:
+        stmt = stmt.where(AuditEvent.id < before_id)
+    return (await session.scalars(stmt.order_by(AuditEvent.id.desc()).limit(limit))).all()
+
+
+async def pseudonymize_audit_target(
+    session: AsyncSession, tenant_id: int, user: str, hashed: str
+) -> None:
+    """Replace `user` by `hashed` as the target of every user and profile event of the tenant
+    (key events name keys, whose ids a user's name may equal)."""
+    await session.execute(
+        update(AuditEvent)
+        .where(
+            AuditEvent.tenant_id == tenant_id,
+            AuditEvent.target == user,
+            or_(AuditEvent.action.startswith("user."), AuditEvent.action.startswith("profile.")),
+        )
+        .values(target=hashed)
+    )

@@ -1,35 +1,35 @@
-"""Admin routes for API keys, confined to the caller's tenant."""
+"""Admin routes for API keys and the audit log, confined to the caller's tenant."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from server.auth import repository, service
+from server.auth import audit, repository, service
 from server.auth import schemas as s
 from server.db import transaction
 from server.deps import AdminDep, StateDep
 from server.errors import PermissionDeniedError
 
-router = APIRouter(prefix="/admin/keys", tags=["admin: keys"])
+router = APIRouter(prefix="/admin")
 # Key ids are a 32-bit INTEGER column: a larger id cannot even be compared against it.
 MAX_KEY_ID = 2**31 - 1
 
 
-@router.post("", response_model=s.KeyCreated, status_code=201)
+@router.post("/keys", response_model=s.KeyCreated, status_code=201, tags=["admin: keys"])
 async def create_key(body: s.KeyCreate, principal: AdminDep, state: StateDep) -> s.KeyCreated:
     if principal.bound_user is not None:
         raise PermissionDeniedError("A key bound to one user cannot create keys.")
     async with transaction(state.sessionmaker) as session:
         tenant = await repository.get_tenant(session, principal.tenant_id)
         assert tenant is not None
-        created = await service.create_key(session, tenant, body)
+        created = await service.create_key(session, tenant, body, actor=principal.actor)
     state.auth.key_created()
     return created
 
 
-@router.get("", response_model=s.KeyList)
+@router.get("/keys", response_model=s.KeyList, tags=["admin: keys"])
 async def list_keys(principal: AdminDep, state: StateDep) -> s.KeyList:
     if principal.bound_user is not None:
         raise PermissionDeniedError("A key bound to one user cannot list keys.")
@@ -38,11 +38,26 @@ async def list_keys(principal: AdminDep, state: StateDep) -> s.KeyList:
     return s.KeyList(data=[service.key_read(k, principal.tenant_name) for k in keys])
 
 
-@router.delete("/{key_id}", status_code=204)
+@router.delete("/keys/{key_id}", status_code=204, tags=["admin: keys"])
 async def revoke_key(
     key_id: Annotated[int, Path(ge=1, le=MAX_KEY_ID)], principal: AdminDep, state: StateDep
 ) -> Response:
     if principal.bound_user is not None:
         raise PermissionDeniedError("A key bound to one user cannot revoke keys.")
-    await state.auth.revoke(key_id, principal.tenant_id)
+    await state.auth.revoke(key_id, principal.tenant_id, principal.actor)
     return Response(status_code=204)
+
+
+@router.get("/audit", response_model=s.AuditList, tags=["admin: audit"])
+async def list_audit_events(
+    principal: AdminDep,
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> s.AuditList:
+    """The tenant's audit events, newest first; pass `next_cursor` back for the next page."""
+    if principal.bound_user is not None:
+        raise PermissionDeniedError("A key bound to one user cannot read the audit log.")
+    return await audit.list_events(
+        state.sessionmaker, principal.tenant_id, limit=limit, cursor=cursor
+    )

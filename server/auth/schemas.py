@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Scope = Literal["chat", "admin"]
+# `profile`: a key bound to one end user reads, exports and erases that user's own profile.
+Scope = Literal["chat", "admin", "profile"]
 # No C0/C1 control characters (NUL included, which PostgreSQL cannot store in text): for labels
 # and searches that are shown back to people.
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f-\x9f]*$"
@@ -36,3 +37,19 @@ class KeyCreated(KeyRead):
 
 class KeyList(BaseModel):
     data: list[KeyRead]
+
+
+class AuditEventRead(BaseModel):
+    id: int
+    at: datetime
+    actor_key_id: int | None = Field(description="The API key that acted; null from the CLI.")
+    action: str
+    target: str = Field(
+        description="The user id, a key id, or for an erased user 'blake2b:' and a hash."
+    )
+    detail: dict[str, Any]
+
+
+class AuditList(BaseModel):
+    data: list[AuditEventRead]
+    next_cursor: str | None

@@ -12,7 +12,7 @@ from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server import metrics
-from server.auth import repository
+from server.auth import audit, repository
 from server.auth import schemas as s
 from server.auth.models import ApiKey, Tenant
 from server.db import transaction
@@ -39,6 +39,10 @@ class Principal:
     scopes: frozenset[str]
     bound_user: str | None = None
     key_id: int | None = None  # None when auth is off
+
+    @property
+    def actor(self) -> audit.Actor:
+        return audit.Actor(self.key_id)
 
 
 def hash_secret(secret: str) -> str:
@@ -73,10 +77,21 @@ def key_read(key: ApiKey, tenant_name: str) -> s.KeyRead:
 
 
 async def create_key(
-    session: AsyncSession, tenant: Tenant, body: s.KeyCreate, secret: str | None = None
+    session: AsyncSession,
+    tenant: Tenant,
+    body: s.KeyCreate,
+    secret: str | None = None,
+    actor: audit.Actor | None = None,
 ) -> s.KeyCreated:
+    """Create a key; with an `actor`, also an audit event (that never names the bound user)."""
     if body.user is not None:
         validate_user(body.user)
+    elif "profile" in body.scopes:
+        raise BadRequestError(
+            "A key with the 'profile' scope must be bound to a user: set 'user'.",
+            param="user",
+            code="profile_key_unbound",
+        )
     secret = secret or new_secret()
     key = await repository.add_key(
         session,
@@ -89,6 +104,12 @@ async def create_key(
             bound_user=body.user,
         ),
     )
+    if actor is not None:
+        scopes = sorted(key.scope_set)
+        bound = body.user is not None
+        await audit.record(
+            session, tenant.id, actor, "key.create", str(key.id), scopes=scopes, bound=bound
+        )
     return s.KeyCreated(**key_read(key, tenant.name).model_dump(), key=secret)
 
 
@@ -224,8 +245,9 @@ class Authenticator:
             return None
         return Principal(tenant.id, tenant.name, key.scope_set, key.bound_user, key.id)
 
-    async def revoke(self, key_id: int, tenant_id: int) -> None:
+    async def revoke(self, key_id: int, tenant_id: int, actor: audit.Actor) -> None:
         async with transaction(self._sessionmaker) as session:
             if not await repository.revoke_key(session, key_id, tenant_id):
                 raise NotFoundError(f"No active key {key_id}.", param="key_id")
+            await audit.record(session, tenant_id, actor, "key.revoke", str(key_id))
         self.forget()

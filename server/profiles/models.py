@@ -37,4 +37,7 @@ class ProfileVersion(Base):
     source: Mapped[str] = mapped_column(String(16))
     model_name: Mapped[str | None] = mapped_column(String(256), default=None)
     request_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    # The API key of an admin edit; no foreign key, so that revoking or deleting keys never
+    # touches history. None for chat turns, with authentication off and from the CLI.
+    actor_key_id: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

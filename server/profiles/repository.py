@@ -80,6 +80,7 @@ async def add_version(
     source: str,
     model_name: str | None,
     request_id: str | None,
+    actor_key_id: int | None = None,
 ) -> ProfileVersion:
     row = ProfileVersion(
         end_user_id=user_id,
@@ -88,6 +89,7 @@ async def add_version(
         source=source,
         model_name=model_name,
         request_id=request_id,
+        actor_key_id=actor_key_id,
         created_at=utcnow(),
     )
     session.add(row)

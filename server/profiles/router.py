@@ -1,7 +1,8 @@
 """Admin routes over end users and their profiles (HTTP only; logic lives in the service).
 
 `{user}` uses the path converter so that any printable user string, URL-encoded slashes
-included, reaches the handler whole; the more specific routes are declared first.
+included, reaches the handler whole; the more specific routes are declared first. Every change
+is made as the caller's key (`principal.actor`), which the version and the audit log record.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ _errors: dict[int | str, dict[str, object]] = {
         (400, "Bad request"),
         (401, "Missing or wrong API key"),
         (403, "The key lacks the admin scope"),
-        (404, "Unknown user or version"),
+        (404, "Unknown user, version or trait"),
     )
 }
 
@@ -54,7 +55,27 @@ async def profile_history(
 async def rollback_profile(
     body: s.RollbackRequest, user: UserDep, principal: AdminDep, profiles: ProfilesDep
 ) -> s.ProfileRead:
-    return await profiles.rollback(principal.tenant_id, user, body.version)
+    return await profiles.rollback(principal.tenant_id, user, body.version, principal.actor)
+
+
+@router.post("/{user:path}/profile/traits", response_model=s.ProfileRead, responses=_errors)
+async def add_trait(
+    body: s.TraitCreate, user: UserDep, principal: AdminDep, profiles: ProfilesDep
+) -> s.ProfileRead:
+    """Add one trait as a new version, merged with chat turns running meanwhile."""
+    return await profiles.edit_trait(
+        principal.tenant_id, user, body.trait, remove=False, actor=principal.actor
+    )
+
+
+@router.delete("/{user:path}/profile/traits", response_model=s.ProfileRead, responses=_errors)
+async def remove_trait(
+    trait: str, user: UserDep, principal: AdminDep, profiles: ProfilesDep
+) -> s.ProfileRead:
+    """Remove one trait (compared case-insensitively) as a new version."""
+    return await profiles.edit_trait(
+        principal.tenant_id, user, trait, remove=True, actor=principal.actor
+    )
 
 
 @router.get("/{user:path}/profile", response_model=s.ProfileRead, responses=_errors)
@@ -66,7 +87,7 @@ async def get_profile(user: UserDep, principal: AdminDep, profiles: ProfilesDep)
 async def replace_profile(
     body: s.ProfileUpdate, user: UserDep, principal: AdminDep, profiles: ProfilesDep
 ) -> s.ProfileRead:
-    return await profiles.replace(principal.tenant_id, user, body.traits)
+    return await profiles.replace(principal.tenant_id, user, body.traits, principal.actor)
 
 
 @router.get("/{user:path}/export", response_model=s.UserExport, responses=_errors)
@@ -78,7 +99,9 @@ async def export_user(user: UserDep, principal: AdminDep, profiles: ProfilesDep)
 async def update_user(
     body: s.UserUpdate, user: UserDep, principal: AdminDep, profiles: ProfilesDep
 ) -> s.UserSummary:
-    return await profiles.set_personalization(principal.tenant_id, user, body.personalization)
+    return await profiles.set_personalization(
+        principal.tenant_id, user, body.personalization, principal.actor
+    )
 
 
 @router.delete("/{user:path}", status_code=204, responses=_errors)
@@ -86,6 +109,6 @@ async def erase_user(
     user: UserDep, principal: AdminDep, profiles: ProfilesDep, state: StateDep
 ) -> Response:
     """Erase the user, every profile version, and revoke the API keys bound to the user."""
-    if await profiles.erase(principal.tenant_id, user):
+    if await profiles.erase(principal.tenant_id, user, principal.actor):
         state.auth.forget()
     return Response(status_code=204)

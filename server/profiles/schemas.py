@@ -21,6 +21,10 @@ class ProfileUpdate(BaseModel):
     traits: list[str] = Field(description="The whole new profile, one trait per item.")
 
 
+class TraitCreate(BaseModel):
+    trait: str = Field(description="One trait to add; a trait already there changes nothing.")
+
+
 class RollbackRequest(BaseModel):
     version: int = Field(
         ge=1,
@@ -38,6 +42,9 @@ class VersionRead(BaseModel):
     source: str
     model_name: str | None = None
     request_id: str | None = None
+    actor_key_id: int | None = Field(
+        default=None, description="The API key of an admin edit; null for chat turns."
+    )
     created_at: datetime
 
 

@@ -17,7 +17,7 @@ from server.db import create_engine
 from server.models import Base
 from server.settings import Settings
 
-TABLES = {"tenant", "api_key", "end_user", "profile_version"}
+TABLES = {"tenant", "api_key", "end_user", "profile_version", "audit_event"}
 
 
 async def _tables(url: str) -> set[str]:
@@ -106,7 +106,58 @@ async def test_migrating_keeps_every_profile_version(empty_url: str) -> None:
     await migrate.upgrade_engine(app_engine)
     await app_engine.dispose()
     assert await versions() == before
+    async with engine.connect() as conn:
+        actors = (await conn.execute(text("SELECT actor_key_id FROM profile_version"))).all()
+    assert [row[0] for row in actors] == [None] * 4  # made before keys were recorded
     await asyncio.to_thread(migrate.downgrade, empty_url, "0001")
+    assert await versions() == before
+    await asyncio.to_thread(migrate.upgrade, empty_url)
+    assert await versions() == before
+    await engine.dispose()
+
+
+async def test_downgrading_the_audit_revision_keeps_admin_made_versions(empty_url: str) -> None:
+    """Going back below 0003 drops the audit log and the acting key, never a profile version."""
+    await asyncio.to_thread(migrate.upgrade, empty_url)
+    await asyncio.to_thread(migrate.downgrade, empty_url, "base")  # what earlier tests left
+    await asyncio.to_thread(migrate.upgrade, empty_url)
+    engine = create_async_engine(empty_url)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO tenant (id, name, created_at) VALUES (1, 't', CURRENT_TIMESTAMP)")
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO end_user (id, tenant_id, external_id, personalization, "
+                "current_version, created_at, last_seen_at) VALUES "
+                "(1, 1, 'u', true, 2, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        for version, actor in ((1, None), (2, 7)):
+            await conn.execute(
+                text(
+                    "INSERT INTO profile_version (end_user_id, version, traits, source, "
+                    "actor_key_id, created_at) VALUES (1, :v, :t, 'admin', :a, CURRENT_TIMESTAMP)"
+                ),
+                {"v": version, "t": f'["trait {version}"]', "a": actor},
+            )
+        await conn.execute(
+            text(
+                "INSERT INTO audit_event (tenant_id, at, actor_key_id, action, target, detail) "
+                "VALUES (1, CURRENT_TIMESTAMP, 7, 'profile.replace', 'u', '{}')"
+            )
+        )
+
+    async def versions() -> list[tuple[int, str]]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT version, traits FROM profile_version ORDER BY version")
+            )
+            return [(r[0], str(r[1])) for r in rows]
+
+    before = await versions()
+    await asyncio.to_thread(migrate.downgrade, empty_url, "0002")
+    assert "audit_event" not in await _tables(empty_url)
     assert await versions() == before
     await asyncio.to_thread(migrate.upgrade, empty_url)
     assert await versions() == before

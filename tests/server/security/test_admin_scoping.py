@@ -49,10 +49,26 @@ CALLS = (
         "POST", "/admin/users/{user}/profile/rollback", foreign=404, bound=404, body={"version": 1}
     ),
     AdminCall("DELETE", "/admin/users/{user}", foreign=404, bound=404),
+    AdminCall(
+        "DELETE",
+        "/admin/users/{user}/profile/traits",
+        foreign=404,
+        bound=404,
+        params={"trait": "first"},
+    ),
+    AdminCall("GET", "/admin/audit", foreign=200, bound=403),
     AdminCall("GET", "/admin/keys", foreign=200, bound=403),
     AdminCall("DELETE", "/admin/keys/{key_id}", foreign=404, bound=403),
     AdminCall(
         "PUT", "/admin/users/{user}/profile", foreign=200, bound=404, body={"traits": ["caller's"]}
+    ),
+    # A trait already there: B's user stays at version 1.
+    AdminCall(
+        "POST",
+        "/admin/users/{user}/profile/traits",
+        foreign=200,
+        bound=404,
+        body={"trait": "caller's"},
     ),
     AdminCall(
         "PATCH", "/admin/users/{user}", foreign=200, bound=404, body={"personalization": False}
@@ -71,8 +87,14 @@ def admin_routes(app: FastAPI) -> set[tuple[str, str]]:
         (method, route.path_format)
         for route in routes
         if str(getattr(route, "path_format", "")).startswith("/admin")
+        and route.path_format not in STATIC_PAGES
         for method in (getattr(route, "methods", None) or {"ANY"})
     }
+
+
+# The admin page's shell: the same static HTML for everyone, no data in it (it reads everything
+# through the routes above, with the key the person signs in with).
+STATIC_PAGES = {"/admin/ui"}
 
 
 @dataclass
