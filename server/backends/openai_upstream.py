@@ -10,21 +10,28 @@ vLLM and llama.cpp learn that the client left and stop generating.
 
 Model ids: RLPA_SERVED_MODEL_NAME, when set, is the one id clients see; otherwise they see the
 upstream's ids. RLPA_MODEL, when set, is the id sent upstream; otherwise the client's id goes.
+
+The format: a turn that asks for the RLPA format carries the RLPA grammar (server.rlpa.grammar, the
+GBNF the embedded backend decodes with) in the field the upstream takes it in. vLLM's xgrammar
+reads GBNF as it is; llama.cpp's server and llama-cpp-python's take it as `grammar`. With
+RLPA_UPSTREAM_GRAMMAR=auto each upstream is asked once what it is (`_identify`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
 import httpx
 
+from server import rlpa
 from server.backends.base import Finish, SamplingParams, StreamEvent
 from server.backends.sse import parse_chat_stream, upstream_error_detail
-from server.backends.upstream_pool import Upstream, UpstreamPool
+from server.backends.upstream_pool import GrammarDialect, Upstream, UpstreamPool
 from server.errors import BadRequestError, UpstreamError
 from server.settings import Settings
 
@@ -45,6 +52,17 @@ _EXTRAS = frozenset(
 )  # fmt: skip
 # Fields the gateway owns: an extra must not override them.
 _OWNED = frozenset({"model", "messages", "stream", "stream_options", "n"})
+# A client that sends one of these constrains the output itself, and the client's constraint wins:
+# an upstream decodes under one constraint only.
+_CLIENT_CONSTRAINTS = frozenset(
+    {
+        "response_format", "grammar", "guided_grammar", "guided_json", "guided_regex",
+        "guided_choice", "structured_outputs",
+    }
+)  # fmt: skip
+# vLLM took grammars as `guided_grammar` until 0.12.0, which removed it for `structured_outputs`
+# (docs.vllm.ai, features/structured_outputs); a field vLLM does not know is ignored, not refused.
+_VLLM_STRUCTURED_OUTPUTS = (0, 12)
 # What clients are told when no upstream could be reached: upstream URLs are internal and stay in
 # the gateway's log.
 _UNREACHABLE = "The model upstream is unreachable."
@@ -59,6 +77,8 @@ class OpenAIUpstreamBackend:
         self._settings = settings
         self._alias = settings.served_model_name
         self.pool = UpstreamPool(settings.upstream_urls, cooldown_s)
+        # First requests to a new upstream arrive together: one of them asks what it is.
+        self._identifying = {upstream.url: asyncio.Lock() for upstream in self.pool.upstreams}
         key = settings.upstream_api_key
         self._client = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {key.get_secret_value()}"} if key else None,
@@ -109,7 +129,8 @@ class OpenAIUpstreamBackend:
         self, model: str, messages: list[dict[str, str]], params: SamplingParams
     ) -> AsyncIterator[StreamEvent]:
         body = self._body(model, messages, params)
-        response, upstream = await self._open(body)
+        constrain = params.rlpa_format and not _CLIENT_CONSTRAINTS & body.keys()
+        response, upstream = await self._open(body, constrain)
         finish: Finish | None = None
         try:
             async with aclosing(parse_chat_stream(response, messages)) as events:
@@ -149,7 +170,7 @@ class OpenAIUpstreamBackend:
         body["stream_options"] = {"include_usage": True}
         return body
 
-    async def _open(self, body: dict[str, Any]) -> tuple[httpx.Response, Upstream]:
+    async def _open(self, body: dict[str, Any], constrain: bool) -> tuple[httpx.Response, Upstream]:
         """A 200 response whose body has not been read yet, and the upstream it came from."""
         tried: set[str] = set()
         failure = UpstreamError("No model upstream was tried.", status_code=503)
@@ -160,7 +181,8 @@ class OpenAIUpstreamBackend:
             tried.add(upstream.url)
             upstream.in_flight += 1
             try:
-                return await self._attempt(upstream, body), upstream
+                fields = await self._grammar_fields(upstream) if constrain else {}
+                return await self._attempt(upstream, body | fields), upstream
             except _RetryableError as exc:
                 upstream.in_flight -= 1
                 logger.warning("upstream attempt %d failed: %s", attempt + 1, exc.message)
@@ -169,6 +191,71 @@ class OpenAIUpstreamBackend:
                 upstream.in_flight -= 1
                 raise
         raise UpstreamError(failure.message, status_code=failure.status_code)
+
+    async def _grammar_fields(self, upstream: Upstream) -> dict[str, Any]:
+        """The request fields that hold this upstream to the RLPA format."""
+        dialect = self._settings.upstream_grammar
+        if dialect == "auto":
+            if upstream.dialect is None:
+                async with self._identifying[upstream.url]:
+                    if upstream.dialect is None:
+                        upstream.dialect = await self._identify(upstream)
+            dialect = upstream.dialect or "none"
+        return grammar_fields(dialect, rlpa.FORMAT_GBNF)
+
+    async def _identify(self, upstream: Upstream) -> GrammarDialect | None:
+        """Which grammar field the upstream takes, from its own answers; None when its model
+        list did not come (asked again next time).
+
+        vLLM lists its models as `owned_by: "vllm"` and says its version at /version;
+        llama.cpp's server lists them as "llamacpp" (and serves /props); llama-cpp-python's
+        `llama_cpp.server` says "me", and its OpenAPI title names llama.cpp.
+        """
+        models = await self._probe(upstream, f"{upstream.url}/models")
+        if models is None:
+            return None
+        entries = models.get("data")
+        entries = entries if isinstance(entries, list) else []
+        owners = {str(m.get("owned_by")) for m in entries if isinstance(m, dict)}
+        if "vllm" in owners:
+            return _vllm_dialect(await self._probe(upstream, f"{upstream.root}/version"))
+        if "llamacpp" in owners:
+            return "llamacpp"
+        props = await self._probe(upstream, f"{upstream.root}/props")
+        if props is not None and "default_generation_settings" in props:
+            return "llamacpp"
+        api = await self._probe(upstream, f"{upstream.root}/openapi.json")
+        info = api.get("info") if api is not None else None
+        if isinstance(info, dict) and "llama.cpp" in str(info.get("title")):
+            return "llamacpp"
+        logger.warning(
+            "upstream %s is neither vLLM nor llama.cpp (models owned by %s): its output is not "
+            "constrained to the RLPA format; set RLPA_UPSTREAM_GRAMMAR if it takes a grammar",
+            upstream.url,
+            ", ".join(sorted(owners)) or "nobody",
+        )
+        return "none"
+
+    async def _probe(self, upstream: Upstream, url: str) -> dict[str, Any] | None:
+        """A JSON object the upstream serves at `url`, or None. Unreachable is this attempt's
+        failure, as it would be for the chat request."""
+        try:
+            # A short wait: the chat request waits behind this, and a slow answer is no answer.
+            response = await self._client.get(
+                url, timeout=self._settings.upstream_connect_timeout_s
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            self.pool.mark_down(upstream)
+            logger.warning("cannot reach upstream %s: %r", upstream.url, exc)
+            status = 504 if isinstance(exc, httpx.ConnectTimeout) else 503
+            raise _RetryableError(_UNREACHABLE, status_code=status) from exc
+        except httpx.HTTPError:
+            return None
+        try:
+            found = response.json() if response.status_code == 200 else None
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) else None
 
     async def _attempt(self, upstream: Upstream, body: dict[str, Any]) -> httpx.Response:
         request = self._client.build_request("POST", f"{upstream.url}/chat/completions", json=body)
@@ -195,6 +282,26 @@ class OpenAIUpstreamBackend:
         if response.status_code < 400:
             return response
         raise await _status_error(upstream, response)
+
+
+def grammar_fields(dialect: GrammarDialect, grammar: str) -> dict[str, Any]:
+    """The request fields that constrain an upstream of this kind to a GBNF grammar."""
+    if dialect == "vllm":
+        return {"structured_outputs": {"grammar": grammar}}
+    if dialect == "vllm-guided":
+        return {"guided_grammar": grammar}
+    if dialect == "llamacpp":
+        return {"grammar": grammar}
+    return {}
+
+
+def _vllm_dialect(version: dict[str, Any] | None) -> GrammarDialect:
+    """`structured_outputs` from vLLM 0.12 on (and when the version is unknown: the current
+    field), `guided_grammar` before."""
+    found = re.match(r"(\d+)\.(\d+)", str((version or {}).get("version", "")))
+    if found and (int(found[1]), int(found[2])) < _VLLM_STRUCTURED_OUTPUTS:
+        return "vllm-guided"
+    return "vllm"
 
 
 async def _status_error(upstream: Upstream, response: httpx.Response) -> Exception:

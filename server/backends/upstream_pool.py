@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
+from typing import Literal
+
+GrammarDialect = Literal["vllm", "vllm-guided", "llamacpp", "none"]
 
 
 @dataclass(eq=False)
@@ -12,6 +15,13 @@ class Upstream:
     url: str  # base URL ending in /v1
     in_flight: int = 0
     down_until: float = 0.0  # time.monotonic() before which it is left alone
+    # How this upstream takes a grammar, once asked (RLPA_UPSTREAM_GRAMMAR=auto); None: not yet.
+    dialect: GrammarDialect | None = None
+
+    @property
+    def root(self) -> str:
+        """The server's root, where vLLM and llama.cpp serve their non-OpenAI routes."""
+        return self.url.removesuffix("/v1")
 
     def is_healthy(self, now: float) -> bool:
         return now >= self.down_until
@@ -52,6 +62,8 @@ class UpstreamPool:
 
     def mark_down(self, upstream: Upstream) -> None:
         upstream.down_until = time.monotonic() + self._cooldown_s
+        # What answers at this address after an outage may be another server: ask again.
+        upstream.dialect = None
 
     def mark_up(self, upstream: Upstream) -> None:
         upstream.down_until = 0.0

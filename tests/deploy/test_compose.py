@@ -1,0 +1,181 @@
+"""docker-compose.yml, the Dockerfile and .env.example, read as data: the wiring that only a real
+`docker compose up` would otherwise check."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.fixtures.deploy import (
+    ROOT,
+    compose_text,
+    dockerfile_stages,
+    dockerignore_patterns,
+    env_example_variables,
+    flag_value,
+    image_command,
+    image_user,
+    interpolate,
+    interpolated_variables,
+    service_env,
+    services,
+    setting_variables,
+    stage_chain,
+)
+
+ADAPTER_NAME = "smollm2-135m-rlpa"
+HF_ADAPTER = ROOT / "models" / ADAPTER_NAME / "hf-adapter"
+ONE_SHOT = "migrate"
+GATEWAYS = {"gateway": "gpu", "gateway-cpu": "cpu"}
+
+
+def _depends_on(service: str) -> dict[str, str]:
+    raw = services()[service].get("depends_on") or {}
+    return {name: spec["condition"] for name, spec in raw.items()}
+
+
+def _build_target() -> str:
+    builds = [spec["build"] for spec in services().values() if "build" in spec]
+    assert len(builds) == 1
+    return str(builds[0]["target"])
+
+
+def test_profiles_pick_the_gpu_or_the_cpu_stack() -> None:
+    profiles = {name: spec.get("profiles", []) for name, spec in services().items()}
+    assert profiles == {
+        "postgres": [],
+        "redis": [],
+        "migrate": [],
+        "vllm": ["gpu"],
+        "gateway": ["gpu"],
+        "gateway-cpu": ["cpu"],
+    }
+
+
+def test_every_long_running_service_has_a_healthcheck_and_a_restart_policy() -> None:
+    for name, spec in services().items():
+        if name == ONE_SHOT:
+            assert spec["restart"] == "no"
+            continue
+        check = spec["healthcheck"]
+        assert not check.get("disable") and check["test"][0] == "CMD", name
+        assert spec["restart"] in ("unless-stopped", "always"), name
+
+
+def test_gateways_start_after_the_migration_and_healthy_dependencies() -> None:
+    assert _depends_on(ONE_SHOT) == {"postgres": "service_healthy"}
+    needs = {"migrate": "service_completed_successfully"}
+    needs |= {"postgres": "service_healthy", "redis": "service_healthy"}
+    assert _depends_on("gateway-cpu") == needs
+    assert _depends_on("gateway") == needs | {"vllm": "service_healthy"}
+    for service in services():
+        for dependency, condition in _depends_on(service).items():
+            if condition == "service_healthy":
+                assert "test" in services()[dependency]["healthcheck"], dependency
+
+
+def test_gateway_healthchecks_hit_health() -> None:
+    for name in [*GATEWAYS, "vllm"]:
+        probe = " ".join(services()[name]["healthcheck"]["test"])
+        assert "http://127.0.0.1:8000/health" in probe, name
+
+
+def test_one_image_is_built_once_and_reused() -> None:
+    users = {name for name, spec in services().items() if spec.get("image") == "rlpa:local"}
+    assert users == {ONE_SHOT, *GATEWAYS}
+    assert "build" in services()[ONE_SHOT]  # the one service every profile starts
+    assert {stage.name for stage in dockerfile_stages()} >= {_build_target()}
+
+
+def test_every_rlpa_variable_in_the_deployment_files_is_a_setting() -> None:
+    settings = setting_variables()
+    in_compose = {key for spec in services().values() for key in spec.get("environment") or {}}
+    in_compose |= interpolated_variables()
+    in_image = {
+        word.split("=", 1)[0]
+        for stage in dockerfile_stages()
+        for env in stage.args("ENV")
+        for word in env.split()
+        if "=" in word
+    }
+    for name in sorted(in_compose | in_image):
+        if name.startswith("RLPA_"):
+            assert name in settings, f"{name} is not a setting of server/settings.py"
+
+
+def test_env_example_lists_every_setting_and_every_compose_variable() -> None:
+    listed = env_example_variables()
+    assert {name for name in listed if name.startswith("RLPA_")} == setting_variables()
+    assert interpolated_variables() <= listed
+
+
+def test_compose_needs_only_an_admin_key_from_the_operator() -> None:
+    with pytest.raises(KeyError, match="RLPA_ADMIN_API_KEY"):
+        interpolate(compose_text(), {})
+    assert "${" not in interpolate(compose_text(), {"RLPA_ADMIN_API_KEY": "k" * 32})
+
+
+def test_vllm_image_is_pinned_to_a_release() -> None:
+    image = services()["vllm"]["image"]
+    assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+", image), image
+
+
+def test_vllm_serves_the_base_and_the_rlpa_lora_under_distinct_names() -> None:
+    vllm = services()["vllm"]
+    command = [str(word) for word in vllm["command"]]
+    assert command[0] == "HuggingFaceTB/SmolLM2-135M-Instruct"  # the image runs `vllm serve`
+    assert "--enable-lora" in command
+    name, path = flag_value(command, "--lora-modules").split("=", 1)
+    assert name == ADAPTER_NAME != flag_value(command, "--served-model-name")
+    card = json.loads((ROOT / "models" / ADAPTER_NAME / "rlpa.json").read_text())
+    assert int(flag_value(command, "--max-lora-rank")) >= card["recipe"]["lora_r"]
+    assert "./models:/models:ro" in vllm["volumes"]
+    assert path == f"/models/{HF_ADAPTER.relative_to(ROOT / 'models')}"
+    assert vllm["ipc"] == "host"
+    assert "HF_TOKEN" in vllm["environment"]
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+
+
+def test_gpu_gateway_asks_vllm_for_the_lora_in_its_contract() -> None:
+    env = service_env("gateway", {"RLPA_ADMIN_API_KEY": "k" * 32})
+    assert env["RLPA_BACKEND"] == "openai"
+    assert env["RLPA_UPSTREAM_URLS"] == "http://vllm:8000/v1"
+    assert env["RLPA_MODEL"] == ADAPTER_NAME
+    # `rlpa export` writes the adapter's own card beside it; until then, the shipped one's.
+    cards = [HF_ADAPTER / "rlpa.json", ROOT / "models" / ADAPTER_NAME / "rlpa.json"]
+    card = json.loads(next(path for path in cards if path.is_file()).read_text())
+    assert env["RLPA_CONTRACT_VERSION"] == str(card["contract_version"])
+    assert service_env("gateway-cpu", {"RLPA_ADMIN_API_KEY": "k" * 32})["RLPA_BACKEND"] == (
+        "llamacpp"
+    )
+
+
+def test_the_lora_adapter_vllm_serves_exists() -> None:
+    """`rlpa export --formats hf-adapter` writes it; until then `--profile gpu` cannot start."""
+    assert (HF_ADAPTER / "adapter_config.json").is_file(), f"{HF_ADAPTER} is missing"
+
+
+def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
+    target = _build_target()
+    chain = stage_chain(target)
+    builder = dockerfile_stages()[0]
+    assert len(dockerfile_stages()) >= 2 and builder not in chain
+    assert any("build-essential" in run for run in builder.args("RUN"))
+    assert image_user(target) not in ("root", "0")
+    checks = [args for stage in chain for args in stage.args("HEALTHCHECK")]
+    assert checks and "/health" in checks[-1]
+    assert image_command(target) == ["rlpa", "serve"]
+
+
+def test_image_holds_the_embedded_backend_and_the_shipped_adapter_but_no_training() -> None:
+    chain = stage_chain(_build_target())
+    assert any("rlpa[embedded]" in run for stage in chain for run in stage.args("RUN"))
+    copied = [copy.split()[-2:] for stage in chain for copy in stage.args("COPY")]
+    assert ["models", "./models"] in copied
+    copies = " ".join(copy for stage in dockerfile_stages() for copy in stage.args("COPY"))
+    for left_out in ("training", "checkpoints", "runs"):
+        assert left_out not in copies.split()
+        assert left_out in dockerignore_patterns()
