@@ -1,8 +1,12 @@
 # The two commands: `make serve` (the gateway on the embedded defaults) and `make test`.
+# One virtualenv, filled as far as the command needs: `serve` installs the `embedded` extra only;
+# `test` (and `install`, for training) adds the `train` and `dev` extras. A stamp per extra set
+# reinstalls when pyproject.toml changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-serve
+TEST_STAMP := $(VENV)/.installed-test
 # llama.cpp's -march=native build enables AMX kernels that crash (SIGSEGV in
 # ggml_backend_amx_mul_mat) on virtual machines that report AMX without granting it; build for
 # portable AVX2 instead.
@@ -10,23 +14,30 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 
 .PHONY: serve test lint install
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+
+$(SERVE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[embedded]'
+	touch $@
+
+# The test set holds the serve set: one install satisfies both stamps.
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[embedded,train,dev]'
-	touch $(STAMP)
+	touch $@ $(SERVE_STAMP)
 
-install: $(STAMP)
+install: $(TEST_STAMP)
 
-serve: $(STAMP)
+serve: $(SERVE_STAMP)
 	$(BIN)/rlpa serve
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check server training tests bench migrations
 	$(BIN)/mypy
 	$(BIN)/pytest -q -ra
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check server training tests bench migrations
 	$(BIN)/ruff format --check server
 	$(BIN)/mypy

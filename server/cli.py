@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.metadata
 import json
 import logging
 import sys
@@ -78,17 +79,57 @@ async def _keys_async(args: argparse.Namespace) -> int:
     return 0
 
 
+# The settings `rlpa serve --help` lists, with what they mean; each one's environment name and
+# default come from the Settings field itself, so the help cannot drift from the code.
+SERVE_SETTINGS = {
+    "host": "where to listen (--host wins); off loopback a key is required",
+    "port": "where to listen (--port wins)",
+    "backend": "llamacpp (the embedded model) or openai (OpenAI-compatible upstreams)",
+    "model": "GGUF path (llamacpp; unset: SmolLM2-135M-Instruct) or upstream model id",
+    "adapter": "LoRA GGUF for the embedded model (unset: the shipped RLPA one; none: no adapter)",
+    "database_url": "SQLite (migrated at start) or postgresql+asyncpg://",
+    "redis_url": "profile and key cache (unset: in-process)",
+    "admin_api_key": "bootstrap admin key (unset on loopback: authentication off)",
+    "upstream_urls": "comma-separated base URLs of the upstreams (backend openai)",
+}
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("rlpa")
+    except importlib.metadata.PackageNotFoundError:  # a checkout run without `pip install`
+        return "unknown (not installed)"
+
+
+def _settings_help() -> str:
+    prefix = Settings.model_config.get("env_prefix", "")
+    lines = ["settings (environment variables, or a .env file in the working directory):"]
+    for name, meaning in SERVE_SETTINGS.items():
+        default = Settings.model_fields[name].get_default(call_default_factory=True)
+        shown = "unset" if default is None or default == [] else str(default)
+        lines += [f"  {prefix}{name.upper()} (default: {shown})", f"      {meaning}"]
+    lines.append(f"Every other field of server/settings.py is {prefix}<NAME> too (README).")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlpa",
         description=__doc__,
         epilog="Training: rlpa train sft|rl, rlpa eval, rlpa export (extra `train`; see --help).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the gateway (settings from RLPA_* / .env)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve = sub.add_parser(
+        "serve",
+        help="run the gateway (settings from RLPA_* / .env)",
+        description="Run the gateway.",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", help="overrides RLPA_HOST")
+    serve.add_argument("--port", type=int, help="overrides RLPA_PORT")
     serve.set_defaults(func=_serve)
 
     db = sub.add_parser("db", help="database migrations")

@@ -19,8 +19,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_ADAPTED_MODEL_NAME = "smollm2-135m-rlpa"
-# The RLPA LoRA trained for the shipped SmolLM2 (models/smollm2-135m-rlpa, with its eval card),
-# found beside the source tree: an editable install or the container's /app.
+# The RLPA LoRA trained for the shipped SmolLM2 (models/smollm2-135m-rlpa, with its rlpa.json and
+# eval card). `models` is package data installed beside `server` (pyproject.toml), so the adapter
+# is found next to this very copy of the code: the checkout for an editable install, site-packages
+# for a wheel (`pip install .`, the image). Not through `import models`, which could find another
+# distribution's package of that common name, or the checkout's from a working directory.
 SHIPPED_ADAPTER = (
     Path(__file__).resolve().parents[2] / "models" / DEFAULT_ADAPTED_MODEL_NAME / "adapter.gguf"
 )
@@ -40,8 +43,8 @@ def create_backend(settings: Settings) -> ChatBackend:
 
 def embedded_adapter(settings: Settings) -> str | None:
     """The LoRA adapter the embedded model loads: `RLPA_ADAPTER` when set (`none` for the bare
-    base); unset, the shipped RLPA adapter, if the base is the shipped SmolLM2 and the adapter is
-    where the source tree keeps it. A LoRA fits only the base it was trained on, so a custom
+    base); unset, the shipped RLPA adapter, if the base is the shipped SmolLM2 and the adapter was
+    installed with this package. A LoRA fits only the base it was trained on, so a custom
     `RLPA_MODEL` gets none unless one is named."""
     if settings.adapter is not None:
         return None if settings.adapter.strip().lower() in NO_ADAPTER else settings.adapter
