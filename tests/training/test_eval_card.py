@@ -1,0 +1,76 @@
+"""The shipped model's eval card is assembled from the runs that measured it, and refuses runs
+made on another transfer set."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training.eval_data import TRANSFER_V1
+from training.evaluate.card import build_card, hashes, markdown
+
+
+def estimate(mean: float) -> dict[str, Any]:
+    return {"mean": mean, "low": mean - 0.1, "high": mean + 0.1, "users": 46}
+
+
+def transfer_run(tmp_path: Path, name: str, sha: str) -> str:
+    metrics = {k: estimate(0.5) for k in ("f1", "precision", "recall", "retention")}
+    metrics |= {"contradiction_rate": estimate(0.01), "turn1_recall": None, "response": None}
+    results = {
+        "transfer_set": {"path": str(TRANSFER_V1), "sha256": sha, "users": 46},
+        "systems": [{"name": name, "metrics": metrics}],
+    }
+    path = tmp_path / f"{name}-transfer.json"
+    path.write_text(json.dumps(results))
+    return str(path)
+
+
+def simulated_run(tmp_path: Path, name: str, split: str) -> str:
+    summary = {
+        "users": 100,
+        "turns": 3,
+        "profile_f1": {"by_turn": [0.1, 0.2, 0.3]},
+        "intervals": {k: estimate(0.2) for k in ("profile_f1", "profile_f1_last_turn")}
+        | {"response_score": estimate(0.6)},
+    }
+    config = {"split": split, "users": 100, "turns": 3, "judge": "eval", "matcher": "catalogue"}
+    path = tmp_path / f"{name}-{split}.json"
+    path.write_text(json.dumps({"config": config, "systems": [{"name": name, "summary": summary}]}))
+    return str(path)
+
+
+def test_the_card_keeps_each_stage_its_intervals_and_the_hashes_of_what_it_was_measured_on(
+    tmp_path: Path,
+) -> None:
+    sha = hashlib.sha256(TRANSFER_V1.read_bytes()).hexdigest()
+    card = build_card(
+        "sft",
+        {s: transfer_run(tmp_path, s, sha) for s in ("base", "sft")},
+        {s: simulated_run(tmp_path, s, "test") for s in ("base", "sft")},
+        [simulated_run(tmp_path, "sft", "validation")],
+        {"rl": "did not finish"},
+    )
+    assert list(card["stages"]) == ["base", "sft", "rl"]
+    assert card["stages"]["sft"]["transfer"]["f1"]["mean"] == 0.5
+    assert card["stages"]["sft"]["simulated"]["profile_f1"]["low"] == pytest.approx(0.1)
+    assert card["stages"]["rl"] == {"not_run": "did not finish"}
+    assert card["selection"][0]["settings"]["split"] == "validation"
+    assert card["hashes"] == hashes()
+    assert sha in card["hashes"]["transfer_set"].values()
+    table = markdown(card)
+    assert "| sft | 0.500 [0.400, 0.600] |" in table and "rl: not run. did not finish" in table
+
+
+def test_runs_on_another_transfer_set_or_an_unmeasured_shipped_stage_are_refused(
+    tmp_path: Path,
+) -> None:
+    other = transfer_run(tmp_path, "sft", "0" * 64)
+    with pytest.raises(ValueError, match="committed transfer set"):
+        build_card("sft", {"sft": other}, {})
+    with pytest.raises(ValueError, match="no measurements"):
+        build_card("rl", {}, {"sft": simulated_run(tmp_path, "sft", "test")}, (), {"rl": "no"})

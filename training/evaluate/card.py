@@ -1,0 +1,232 @@
+"""The shipped model's eval card: one JSON from the runs that measured it, with the hashes of
+what they were measured on, so a test can tell the card was computed from the committed files.
+
+    python -m training.evaluate.card --out models/smollm2-135m-rlpa/eval.json --shipped sft \\
+        --transfer base=runs/transfer/base/transfer.json sft=runs/transfer/sft/transfer.json \\
+        --simulated base=runs/card-sim/base/results.json sft=runs/card-sim/sft/results.json \\
+        --selection runs/select-v2/sft-gpu/results.json runs/select-v2/sft/results.json \\
+        --not-run rl="why"
+
+Per stage it keeps the transfer-set metrics (each a mean with its bootstrap 95% interval) and
+the simulated-user summary (profile F1 and the eval-only response score, with intervals); the
+selection block is what chose the shipped stage, on validation users only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from training.eval_data import TRANSFER_V1
+from training.recipe import recipe_path
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = ("sft_cpu", "transfer", "card_v2", "select_v2")
+"""The recipes the shipped card depends on: training, and the three evals."""
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def hashes(recipes: Sequence[str] = RECIPES, transfer_set: Path = TRANSFER_V1) -> dict[str, Any]:
+    """sha256 of the transfer set and of each recipe file, keyed by its repository path."""
+
+    def key(path: Path) -> str:
+        return str(path.resolve().relative_to(ROOT))
+
+    return {
+        "transfer_set": {key(transfer_set): sha256(transfer_set)},
+        "recipes": {key(p): sha256(p) for p in (recipe_path(r) for r in recipes)},
+    }
+
+
+def _simulated(system: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    summary = system["summary"]
+    return {
+        "users": summary["users"],
+        "turns": summary["turns"],
+        "profile_f1": summary["intervals"]["profile_f1"],
+        "profile_f1_last_turn": summary["intervals"]["profile_f1_last_turn"],
+        "response_score": summary["intervals"]["response_score"],
+        "profile_f1_by_turn": summary["profile_f1"]["by_turn"],
+        "settings": {
+            k: config.get(k)
+            for k in (
+                "num_profiles",
+                "profile_seed",
+                "split",
+                "users",
+                "turns",
+                "opener_fact_share",
+                "matcher",
+                "judge",
+            )
+        },
+    }
+
+
+def _only_system(path: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    results = json.loads(Path(path).read_text())
+    systems = {s["name"]: s for s in results["systems"]}
+    if name not in systems:
+        raise ValueError(f"{path} has no system {name!r} (has {sorted(systems)})")
+    return systems[name], results
+
+
+def build_card(
+    shipped: str,
+    transfer: Mapping[str, str],
+    simulated: Mapping[str, str],
+    selection: Sequence[str] = (),
+    not_run: Mapping[str, str] | None = None,
+    title: str = "smollm2-135m-rlpa (contract v2)",
+) -> dict[str, Any]:
+    stages: dict[str, Any] = {}
+    transfer_sha = None
+    for stage in [*transfer, *(s for s in simulated if s not in transfer)]:
+        entry: dict[str, Any] = {}
+        if stage in transfer:
+            system, results = _only_system(transfer[stage], stage)
+            entry["transfer"] = system["metrics"]
+            sha = results["transfer_set"]["sha256"]
+            if transfer_sha not in (None, sha):
+                raise ValueError("the transfer runs were made on different transfer sets")
+            transfer_sha = sha
+        if stage in simulated:
+            system, results = _only_system(simulated[stage], stage)
+            entry["simulated"] = _simulated(system, results.get("config", {}))
+        stages[stage] = entry
+    for stage, reason in (not_run or {}).items():
+        stages[stage] = {"not_run": reason}
+    if shipped not in stages or "not_run" in stages[shipped]:
+        raise ValueError(f"the shipped stage {shipped!r} has no measurements")
+    chosen = []
+    for path in selection:
+        results = json.loads(Path(path).read_text())
+        for system in results["systems"]:
+            chosen.append({"name": system["name"], **_simulated(system, results.get("config", {}))})
+    card_hashes = hashes()
+    if transfer_sha is not None and transfer_sha not in card_hashes["transfer_set"].values():
+        raise ValueError("the transfer runs were not made on the committed transfer set")
+    return {
+        "title": title,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "contract_version": 2,
+        "shipped_stage": shipped,
+        "stages": stages,
+        "selection": chosen,
+        "hashes": card_hashes,
+    }
+
+
+def _cell(estimate: Mapping[str, Any] | None, digits: int = 3) -> str:
+    if not estimate:
+        return "n/a"
+    mean, low, high = (estimate[k] for k in ("mean", "low", "high"))
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+TRANSFER_COLUMNS = {
+    "f1": "F1",
+    "precision": "precision",
+    "recall": "recall",
+    "retention": "retention",
+    "contradiction_rate": "contradiction rate",
+    "turn1_recall": "turn-1 recall",
+    "response": "response (eval judge)",
+}
+
+
+def markdown(card: Mapping[str, Any]) -> str:
+    """The card's tables: the transfer set and the simulated users, one row per stage."""
+    stages = card["stages"]
+    lines = [
+        "Transfer set (hand-written users; mean [bootstrap 95% interval] over users):",
+        "",
+        "| stage | " + " | ".join(TRANSFER_COLUMNS.values()) + " |",
+        "| --- " * (len(TRANSFER_COLUMNS) + 1) + "|",
+    ]
+    for name, stage in stages.items():
+        if "transfer" in stage:
+            cells = [_cell(stage["transfer"].get(key)) for key in TRANSFER_COLUMNS]
+        else:
+            cells = ["not run"] + [""] * (len(TRANSFER_COLUMNS) - 1)
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    lines += [
+        "",
+        "Simulated held-out users (catalogue matcher, eval-only judge):",
+        "",
+        "| stage | users x turns | profile F1 (mean over turns) | profile F1 at the last turn "
+        "| response score |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, stage in stages.items():
+        sim = stage.get("simulated")
+        if sim is None:
+            lines.append(f"| {name} | not run | | | |")
+            continue
+        lines.append(
+            f"| {name} | {sim['users']} x {sim['turns']} | {_cell(sim['profile_f1'])} "
+            f"| {_cell(sim['profile_f1_last_turn'])} | {_cell(sim['response_score'])} |"
+        )
+    if card.get("selection"):
+        lines += [
+            "",
+            "Selection (validation users):",
+            "",
+            "| candidate | users x turns | profile F1 | response score |",
+            "| --- | --- | --- | --- |",
+        ]
+        for entry in card["selection"]:
+            lines.append(
+                f"| {entry['name']} | {entry['users']} x {entry['turns']} "
+                f"| {_cell(entry['profile_f1'])} | {_cell(entry['response_score'])} |"
+            )
+    for name, stage in stages.items():
+        if "not_run" in stage:
+            lines += ["", f"{name}: not run. {stage['not_run']}"]
+    return "\n".join(lines) + "\n"
+
+
+def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        name, sep, target = value.partition("=")
+        if not sep:
+            raise SystemExit(f"{flag} takes NAME=VALUE, not {value!r}")
+        pairs[name] = target
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate.card", description=__doc__)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--shipped", required=True, help="the stage that ships")
+    parser.add_argument("--transfer", nargs="*", default=[], metavar="STAGE=TRANSFER_JSON")
+    parser.add_argument("--simulated", nargs="*", default=[], metavar="STAGE=RESULTS_JSON")
+    parser.add_argument("--selection", nargs="*", default=[], metavar="RESULTS_JSON")
+    parser.add_argument("--not-run", nargs="*", default=[], metavar="STAGE=REASON")
+    args = parser.parse_args(argv)
+    card = build_card(
+        args.shipped,
+        _pairs(args.transfer, "--transfer"),
+        _pairs(args.simulated, "--simulated"),
+        args.selection,
+        _pairs(args.not_run, "--not-run"),
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(card, indent=2) + "\n")
+    print(markdown(card))
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
