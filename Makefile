@@ -34,10 +34,11 @@ serve: $(SERVE_STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check server training tests bench migrations
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q -ra
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check server training tests bench migrations
-	$(BIN)/ruff format --check server
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -20,7 +20,8 @@ from server.chat.service import ChatService
 from server.db import create_engine, create_sessionmaker
 from server.deps import AppState, DocsAccessDep, MetricsAccessDep
 from server.health import router as health_router
-from server.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from server.middleware import BodyLimitMiddleware
+from server.observability import ObservabilityMiddleware
 from server.openai.router import router as openai_router
 from server.profiles.me_router import router as me_router
 from server.profiles.router import router as users_router
@@ -108,7 +109,8 @@ def create_app(settings: Settings | None = None, backend: ChatBackend | None = N
     )
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
+    # Outside the body limit, so that a 413 is counted and carries its request id too.
+    app.add_middleware(ObservabilityMiddleware)
     app.include_router(health_router)
     app.include_router(users_router)
     app.include_router(keys_router)

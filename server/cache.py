@@ -56,10 +56,14 @@ class CachedProfile:
 ERASED = CachedProfile(ERASED_VERSION, [], None, None)
 
 
+def user_digest(user: str) -> str:
+    """An end user's id, hashed: for cache keys and log lines, which name no one."""
+    return hashlib.blake2b(user.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
 def cache_key(tenant_id: int, user: str) -> str:
     """The user id is hashed: cache keys name no one, before or after an erasure."""
-    digest = hashlib.blake2b(user.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-    return f"p:{tenant_id}:{digest}"
+    return f"p:{tenant_id}:{user_digest(user)}"
 
 
 class ProfileCache(Protocol):

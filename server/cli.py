@@ -7,7 +7,7 @@ import asyncio
 import importlib
 import importlib.metadata
 import json
-import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -18,20 +18,31 @@ from server.settings import Settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from server import observability
     from server.app import create_app
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
-    # The gateway's own messages (model and adapter loaded, auth state...) beside uvicorn's.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-    server_logger = logging.getLogger("server")
-    server_logger.addHandler(handler)
-    server_logger.setLevel(settings.log_level.upper())
-    server_logger.propagate = False
+    observability.configure_logging(settings)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    # On SIGTERM uvicorn stops accepting, waits up to the grace period for responses in flight,
+    # then re-raises the signal (uvicorn#1600, 0.29), which would end the process as killed by it
+    # (exit 143). A drained shutdown is a clean exit: 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,  # configured above
+        access_log=False,  # the gateway logs each request itself, with more to say
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
     return 0
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _db(args: argparse.Namespace) -> int:

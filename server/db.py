@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from typing import Any
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -65,11 +67,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
     # covers the whole handshake, command_timeout every statement seen from this side (a frozen
     # server never answers), statement_timeout the server's own side, pool_timeout a pool whose
     # connections are all stuck.
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=10,
         max_overflow=20,
-        pool_pre_ping=True,
         pool_timeout=settings.db_pool_timeout_s,
         connect_args={
             "timeout": settings.db_connect_timeout_s,
@@ -79,6 +80,37 @@ def create_engine(settings: Settings) -> AsyncEngine:
             },
         },
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection unused for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_S = 1.0
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Pessimistic disconnect handling for connections that sat idle, instead of pool_pre_ping:
+    on asyncpg that pings with three round trips on every checkout (BEGIN, a ping, ROLLBACK;
+    SQLAlchemy does it for pgbouncer, sqlalchemy#10226), more than a whole profile write. A
+    connection used within the last PING_AFTER_IDLE_S is trusted; if the server went away in that
+    window the statement fails as unavailable (503) and SQLAlchemy invalidates the whole pool,
+    so the requests after it reconnect."""
+
+    def stamp(_dbapi: Any, record: Any, *_args: Any) -> None:
+        record.info["used_at"] = time.monotonic()
+
+    def check(dbapi: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("used_at", 0.0) <= PING_AFTER_IDLE_S:
+            return
+        try:
+            dbapi.ping()
+        except Exception as exc:  # the pool replaces the connection and tries again
+            raise sa_exc.DisconnectionError() from exc
+        record.info["used_at"] = time.monotonic()
+
+    event.listen(engine.sync_engine, "connect", stamp)
+    event.listen(engine.sync_engine, "checkin", stamp)
+    event.listen(engine.sync_engine, "checkout", check)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -130,6 +162,22 @@ async def transaction(
     try:
         async with sessionmaker() as session, session.begin():
             yield session
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise DatabaseUnavailableError() from exc
+        raise
+
+
+@asynccontextmanager
+async def autocommit(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncConnection]:
+    """A connection whose statements commit by themselves: no BEGIN and COMMIT round trips, for
+    a statement that is atomic on its own. Errors are mapped as in `transaction`."""
+    try:
+        async with sessionmaker() as session:
+            options = {"isolation_level": "AUTOCOMMIT"}
+            yield await session.connection(execution_options=options)
     except Exception as exc:
         if is_unavailable(exc):
             raise DatabaseUnavailableError() from exc

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from server import observability
 from server.auth.service import Authenticator, Principal, validate_user
 from server.cache import ProfileCache
 from server.errors import NotFoundError, PermissionDeniedError
@@ -34,7 +35,9 @@ class AppState:
     chat: ChatService | None = None
 
 
-def get_app_state(request: Request) -> AppState:
+# Every dependency is `async def`, even where it awaits nothing: FastAPI runs a plain `def` in a
+# worker thread, a hand-off that cost more per chat turn than the profile read.
+async def get_app_state(request: Request) -> AppState:
     state: AppState = request.app.state.rlpa
     return state
 
@@ -52,6 +55,7 @@ async def get_principal(
     principal = await state.auth.authenticate(
         credentials.credentials if credentials else None, address
     )
+    observability.note_principal(principal.key_id, principal.tenant_name, principal.bound_user)
     await state.limiter.check(principal)
     return principal
 
@@ -60,7 +64,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 def _require(scope: str) -> Any:
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         if scope not in principal.scopes:
             raise PermissionDeniedError(f"This API key lacks the '{scope}' scope.")
         return principal
@@ -72,7 +76,7 @@ AdminDep = Annotated[Principal, Depends(_require("admin"))]
 ChatPrincipalDep = Annotated[Principal, Depends(_require("chat"))]
 
 
-def profile_owner(principal: Annotated[Principal, Depends(_require("profile"))]) -> Principal:
+async def profile_owner(principal: Annotated[Principal, Depends(_require("profile"))]) -> Principal:
     """A `profile` key, which reaches only the one end user it is bound to."""
     if principal.bound_user is None:  # refused at creation; a key from before cannot slip by
         raise PermissionDeniedError("A 'profile' key must be bound to a user.")
@@ -82,9 +86,10 @@ def profile_owner(principal: Annotated[Principal, Depends(_require("profile"))])
 ProfileOwnerDep = Annotated[Principal, Depends(profile_owner)]
 
 
-def admin_user(user: str, principal: AdminDep) -> str:
+async def admin_user(user: str, principal: AdminDep) -> str:
     """The `{user}` path parameter, checked and confined to a user-bound key's own user."""
     validate_user(user)
+    observability.note_user(user)
     if principal.bound_user is not None and principal.bound_user != user:
         raise NotFoundError(f"No user '{user}'.", param="user", code="user_not_found")
     return user
@@ -93,7 +98,7 @@ def admin_user(user: str, principal: AdminDep) -> str:
 UserDep = Annotated[str, Depends(admin_user)]
 
 
-def get_profiles(state: StateDep) -> ProfileService:
+async def get_profiles(state: StateDep) -> ProfileService:
     return state.profiles
 
 

@@ -159,9 +159,12 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=exc)
+        # Starlette answers this one outside every middleware: the request id is added here.
+        request_id = request.scope.get("state", {}).get("request_id")
         return JSONResponse(
             error_body("The server had an error processing the request.", "server_error"),
             status_code=500,
+            headers={"X-Request-Id": request_id} if request_id else None,
         )

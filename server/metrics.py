@@ -1,6 +1,44 @@
-"""Prometheus metrics, served at /metrics."""
+"""Prometheus metrics, served at /metrics.
 
-from prometheus_client import Counter, Histogram
+Labels stay bounded: routes are templates (`/admin/users/{user:path}/profile`), models only ids the
+gateway serves, upstreams the host:port of a configured URL.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Chat turns last from milliseconds (a refusal) to minutes (a long stream).
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+REQUESTS = Counter(
+    "rlpa_requests_total",
+    "HTTP requests by route, method, status and model",
+    ["route", "method", "status", "model"],
+)
+REQUEST_DURATION = Histogram(
+    "rlpa_request_duration_seconds",
+    "Time from request to the end of the response (of the whole stream when streaming)",
+    ["route", "method"],
+    buckets=_SECONDS,
+)
+PROMPT_TOKENS = Counter("rlpa_prompt_tokens_total", "Prompt tokens sent to the model", ["model"])
+COMPLETION_TOKENS = Counter(
+    "rlpa_completion_tokens_total", "Completion tokens the model generated", ["model"]
+)
+RATE_LIMITED = Counter("rlpa_rate_limited_total", "Requests refused with 429", ["reason"])
+PROFILE_BLOCKS_SKIPPED = Counter(
+    "rlpa_profile_blocks_skipped_total",
+    "Completed profile blocks that changed nothing, so no version was written: empty, or "
+    "unchanged (only what was stored)",
+    ["block"],
+)
+UPSTREAM_IN_FLIGHT = Gauge(
+    "rlpa_upstream_in_flight", "Requests in flight to each upstream", ["upstream"]
+)
+UPSTREAM_ERRORS = Counter(
+    "rlpa_upstream_errors_total",
+    "Failed upstream requests by kind: connect, timeout, transport, status, stream",
+    ["upstream", "kind"],
+)
 
 CACHE_ERRORS = Counter("rlpa_cache_errors_total", "Cache operations that failed (served from DB)")
 CACHE_HITS = Counter("rlpa_cache_hits_total", "Profile reads served from the cache")
@@ -9,9 +47,17 @@ PROFILE_WRITES = Counter("rlpa_profile_versions_total", "Profile versions writte
 FORMAT_FAILURES = Counter(
     "rlpa_format_failures_total", "Model outputs that did not follow the RLPA format"
 )
-CHAT_REQUESTS = Counter("rlpa_chat_requests_total", "Chat completions", ["status"])
+CHAT_REQUESTS = Counter(
+    "rlpa_chat_requests_total",
+    "Chat completions by outcome: ok, error (an error status or a stream that ended with an "
+    "error event) or disconnected (the client left before the end)",
+    ["status"],
+)
 TIME_TO_FIRST_TOKEN = Histogram(
-    "rlpa_time_to_first_token_seconds", "Time from request to first visible token"
+    "rlpa_time_to_first_token_seconds",
+    "Time from request to first visible token (streams)",
+    ["model"],
+    buckets=_SECONDS,
 )
 ERASED_WRITES_DROPPED = Counter(
     "rlpa_erased_profile_writes_dropped_total",

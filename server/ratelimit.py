@@ -32,6 +32,7 @@ class RateLimiter:
         subject = str(principal.key_id) if principal.key_id is not None else "anonymous"
         count = await self._count(f"{self._prefix}rl:{subject}:{window}", window)
         if count > self.per_minute:
+            metrics.RATE_LIMITED.labels("api_key").inc()
             raise RateLimitError(
                 f"Rate limit of {self.per_minute} requests per minute reached for this API key.",
                 retry_after=max(1, 60 - int(time.time()) % 60),

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # `json` (one object per line), `text`, or `auto`: text on a terminal, JSON otherwise.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # On SIGTERM: stop accepting, give streams in flight this many seconds to end, then exit.
+    shutdown_grace_s: int = 25
 
     database_url: str = "sqlite+aiosqlite:///./rlpa.db"
     # The embedded SQLite default migrates at start; a server database is migrated explicitly

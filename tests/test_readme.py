@@ -35,7 +35,8 @@ SKIPPED = {
     "export RLPA_DATABASE_URL=postgresql": "needs PostgreSQL, Redis and vLLM hosts; serves",
     "docker compose": "needs Docker (and, for the gpu profile, a GPU)",
     "rlpa train sft": "trains for hours and needs the train extra",
-    ".venv/bin/python bench/profile_store.py": "a benchmark: seeds 100,000 users in PostgreSQL",
+    ".venv/bin/python bench/profile_store.py": "a benchmark: seeds a million users in PostgreSQL",
+    ".venv/bin/python bench/gateway_overhead.py": "a benchmark: minutes of load on four servers",
     "PYTHONPATH=. .venv/bin/python bench/embedded_decode.py": "a benchmark: minutes of decoding",
 }
 # Every curl in a shell block fails on an HTTP error, and says so.

@@ -96,8 +96,10 @@ def _forget_gguf_quantization(model: PreTrainedModel) -> None:
     """
     from transformers import PreTrainedModel
 
-    model.hf_quantizer = None
-    model.is_quantized = False
+    # Attributes transformers sets without declaring them; torch's Module.__getattr__ makes mypy
+    # see every undeclared attribute as Tensor | Module.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     model.__dict__.pop("quantization_method", None)
     for module in model.modules():
         if isinstance(module, PreTrainedModel):
@@ -130,7 +132,8 @@ def _load_dequantized(gguf_path: str, dtype: torch.dtype) -> PreTrainedModel:
         raise ValueError(f"{gguf_path}: missing tensors {missing}, unexpected tensors {unexpected}")
     model.tie_weights()
     model.config.name_or_path = gguf_path
-    return model.to(dtype)
+    # transformers types PreTrainedModel.to through a decorator that loses its signature.
+    return model.to(dtype)  # type: ignore[arg-type]
 
 
 def gguf_llama_config(reader: Any) -> LlamaConfig:

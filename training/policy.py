@@ -44,7 +44,9 @@ def load_policy(config: PolicyArgs) -> tuple[PreTrainedModel, PreTrainedTokenize
     if config.init_adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+        # A PeftModel is no PreTrainedModel, but wraps one and forwards to it: every trainer
+        # takes either.
+        model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)  # type: ignore[assignment]
     return model, tokenizer
 
 

@@ -14,7 +14,7 @@ rather than `assistant_only_loss`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from training.config import SFTRunConfig
 from training.dialogues import sft_examples, training_profiles
@@ -68,7 +68,8 @@ def build_trainer(config: SFTRunConfig) -> SFTTrainer:
         eval_dataset=build_dataset(config, holdout=True) if evaluating else None,
         processing_class=tokenizer,
         peft_config=lora_config(config),
-        callbacks=[jsonl_logger(Path(config.output_dir) / "log.jsonl")],
+        # TrainingArguments declares output_dir optional; it always has a default.
+        callbacks=[jsonl_logger(Path(cast(str, config.output_dir)) / "log.jsonl")],
     )
 
 

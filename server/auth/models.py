@@ -19,6 +19,8 @@ class Tenant(Base):
 
 class ApiKey(Base):
     __tablename__ = "api_key"
+    # An erasure revokes the keys bound to the user.
+    __table_args__ = (Index("ix_api_key_tenant_id_bound_user", "tenant_id", "bound_user"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
@@ -41,7 +43,11 @@ class AuditEvent(Base):
     user's id: an erasure hashes the target of every event about that user."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_event_tenant_id_id", "tenant_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_event_tenant_id_id", "tenant_id", "id"),
+        # An erasure pseudonymizes the user's events.
+        Index("ix_audit_event_tenant_id_target", "tenant_id", "target"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))

@@ -219,6 +219,7 @@ class Authenticator:
         started, count = self._failures.get(address, (0.0, 0))
         remaining = started + _FAILURE_WINDOW_S - time.monotonic()
         if count >= self._failures_per_minute and remaining > 0:
+            metrics.RATE_LIMITED.labels("auth_failures").inc()
             raise RateLimitError(
                 "Too many failed authentications from this address; try again later.",
                 retry_after=max(1, int(remaining) + 1),

@@ -22,15 +22,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
 import httpx
 
-from server import rlpa
+from server import metrics, observability, rlpa
 from server.backends.base import Finish, SamplingParams, StreamEvent
 from server.backends.sse import parse_chat_stream, upstream_error_detail
+from server.backends.upstream_http import (
+    UpstreamHTTP,
+    UpstreamResponse,
+    behind_proxy,
+    encode_json,
+)
 from server.backends.upstream_pool import GrammarDialect, Upstream, UpstreamPool
 from server.errors import BadRequestError, UpstreamError
 from server.settings import Settings
@@ -77,6 +84,9 @@ class OpenAIUpstreamBackend:
         self._settings = settings
         self._alias = settings.served_model_name
         self.pool = UpstreamPool(settings.upstream_urls, cooldown_s)
+        for upstream in self.pool.upstreams:
+            # Read at scrape time: nothing per request.
+            metrics.UPSTREAM_IN_FLIGHT.labels(upstream.host).set_function(_in_flight(upstream))
         # First requests to a new upstream arrive together: one of them asks what it is.
         self._identifying = {upstream.url: asyncio.Lock() for upstream in self.pool.upstreams}
         key = settings.upstream_api_key
@@ -91,12 +101,21 @@ class OpenAIUpstreamBackend:
             # Concurrency is the upstreams' to queue: a pool limit here would only add a timeout.
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
         )
+        # The chat request itself, on the hot path, skips httpx (see upstream_http) unless the
+        # environment routes the upstream through a proxy.
+        self._http = UpstreamHTTP(
+            {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {},
+            connect_timeout=settings.upstream_connect_timeout_s,
+            read_timeout=settings.upstream_read_timeout_s,
+        )
+        self._lean = {up.url: not behind_proxy(up.url) for up in self.pool.upstreams}
 
     async def start(self) -> None:
         """Nothing to load: upstreams may start after the gateway and are found per request."""
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._http.aclose()
 
     def supported_extras(self) -> frozenset[str]:
         return _EXTRAS
@@ -109,6 +128,7 @@ class OpenAIUpstreamBackend:
                 response.raise_for_status()
             except httpx.HTTPError as exc:
                 self.pool.mark_down(upstream)
+                metrics.UPSTREAM_ERRORS.labels(upstream.host, _error_kind(exc)).inc()
                 errors.append(f"{upstream.url}: {exc!r}")
                 continue
             self.pool.mark_up(upstream)
@@ -139,6 +159,9 @@ class OpenAIUpstreamBackend:
                         finish = event
                         break
                     yield event
+        except UpstreamError:
+            metrics.UPSTREAM_ERRORS.labels(upstream.host, "stream").inc()
+            raise
         finally:
             # Closing mid-body drops the connection: the upstream sees the client leave.
             await response.aclose()
@@ -170,7 +193,9 @@ class OpenAIUpstreamBackend:
         body["stream_options"] = {"include_usage": True}
         return body
 
-    async def _open(self, body: dict[str, Any], constrain: bool) -> tuple[httpx.Response, Upstream]:
+    async def _open(
+        self, body: dict[str, Any], constrain: bool
+    ) -> tuple[UpstreamResponse, Upstream]:
         """A 200 response whose body has not been read yet, and the upstream it came from."""
         tried: set[str] = set()
         failure = UpstreamError("No model upstream was tried.", status_code=503)
@@ -246,6 +271,7 @@ class OpenAIUpstreamBackend:
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             self.pool.mark_down(upstream)
+            metrics.UPSTREAM_ERRORS.labels(upstream.host, "connect").inc()
             logger.warning("cannot reach upstream %s: %r", upstream.url, exc)
             status = 504 if isinstance(exc, httpx.ConnectTimeout) else 503
             raise _RetryableError(_UNREACHABLE, status_code=status) from exc
@@ -257,23 +283,32 @@ class OpenAIUpstreamBackend:
             return None
         return found if isinstance(found, dict) else None
 
-    async def _attempt(self, upstream: Upstream, body: dict[str, Any]) -> httpx.Response:
-        request = self._client.build_request("POST", f"{upstream.url}/chat/completions", json=body)
+    async def _attempt(self, upstream: Upstream, body: dict[str, Any]) -> UpstreamResponse:
+        url, headers = f"{upstream.url}/chat/completions", _request_id_header()
         try:
-            response = await self._client.send(request, stream=True)
+            if self._lean[upstream.url]:
+                response: UpstreamResponse = await self._http.post(
+                    url, encode_json(body), headers or {}
+                )
+            else:
+                request = self._client.build_request("POST", url, json=body, headers=headers)
+                response = await self._client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             self.pool.mark_down(upstream)
+            metrics.UPSTREAM_ERRORS.labels(upstream.host, "connect").inc()
             status = 504 if isinstance(exc, httpx.ConnectTimeout) else 503
             logger.warning("cannot reach upstream %s: %r", upstream.url, exc)
             raise _RetryableError(_UNREACHABLE, status_code=status) from exc
         except httpx.TimeoutException as exc:
             # Not retried: the upstream may still be working on it, and a retry would double that.
             self.pool.mark_down(upstream)
+            metrics.UPSTREAM_ERRORS.labels(upstream.host, "timeout").inc()
             raise UpstreamError(
                 f"The model upstream did not answer in time ({exc.__class__.__name__}).",
                 status_code=504,
             ) from exc
         except httpx.TransportError as exc:
+            metrics.UPSTREAM_ERRORS.labels(upstream.host, "transport").inc()
             logger.warning("upstream %s failed: %r", upstream.url, exc)
             raise _RetryableError(
                 "The model upstream failed before answering.", status_code=502
@@ -281,6 +316,7 @@ class OpenAIUpstreamBackend:
         self.pool.mark_up(upstream)
         if response.status_code < 400:
             return response
+        metrics.UPSTREAM_ERRORS.labels(upstream.host, "status").inc()
         raise await _status_error(upstream, response)
 
 
@@ -295,6 +331,32 @@ def grammar_fields(dialect: GrammarDialect, grammar: str) -> dict[str, Any]:
     return {}
 
 
+def _request_id_header() -> dict[str, str] | None:
+    """The request's id for the upstream's log, when it is a UUID (the gateway's own always are).
+    llama-cpp-python's server answers 400 to any other X-Request-Id (starlette-context's
+    RequestIdPlugin requires a UUID), so a client's free-form id stays at the gateway."""
+    request_id = observability.current_request_id()
+    if request_id is None:
+        return None
+    try:
+        uuid.UUID(request_id)
+    except ValueError:
+        return None
+    return {"X-Request-Id": request_id}
+
+
+def _in_flight(upstream: Upstream) -> Callable[[], int]:
+    return lambda: upstream.in_flight
+
+
+def _error_kind(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return "connect"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    return "status" if isinstance(exc, httpx.HTTPStatusError) else "transport"
+
+
 def _vllm_dialect(version: dict[str, Any] | None) -> GrammarDialect:
     """`structured_outputs` from vLLM 0.12 on (and when the version is unknown: the current
     field), `guided_grammar` before."""
@@ -304,7 +366,7 @@ def _vllm_dialect(version: dict[str, Any] | None) -> GrammarDialect:
     return "vllm"
 
 
-async def _status_error(upstream: Upstream, response: httpx.Response) -> Exception:
+async def _status_error(upstream: Upstream, response: UpstreamResponse) -> Exception:
     status = response.status_code
     try:
         await response.aread()

@@ -9,13 +9,14 @@ from typing import Any
 import httpx
 
 from server.backends.base import Finish, StreamEvent, TextDelta
+from server.backends.upstream_http import UpstreamResponse
 from server.errors import UpstreamError
 
 _MAX_MESSAGE_CHARS = 1000
 
 
 async def parse_chat_stream(
-    response: httpx.Response, messages: list[dict[str, str]]
+    response: UpstreamResponse, messages: list[dict[str, str]]
 ) -> AsyncGenerator[StreamEvent, None]:
     """Text deltas of choice 0, then one Finish with the upstream's token usage.
 
@@ -25,13 +26,18 @@ async def parse_chat_stream(
     usage: dict[str, Any] | None = None
     reason: str | None = None
     deltas = 0
+    done = False
     try:
         async for line in response.aiter_lines():
-            chunk = _data(line)
+            # What follows [DONE] is read to the end of the body and ignored: a response left
+            # unread cannot go back to the connection pool, and every turn would open a new
+            # connection to the upstream.
+            chunk = None if done else _data(line)
             if chunk is None:
                 continue
             if isinstance(chunk, str):  # [DONE]
-                break
+                done = True
+                continue
             if "error" in chunk:
                 message = _message(chunk["error"]) or "unknown error"
                 raise UpstreamError(f"The model upstream failed mid-stream: {message}")
@@ -45,9 +51,11 @@ async def parse_chat_stream(
                     yield TextDelta(content)
                 reason = choice.get("finish_reason") or reason
     except httpx.TimeoutException as exc:
-        raise UpstreamError("The model upstream stalled mid-stream.", status_code=504) from exc
+        if not done:  # after [DONE] the answer is whole, however the body ends
+            raise UpstreamError("The model upstream stalled mid-stream.", status_code=504) from exc
     except httpx.TransportError as exc:
-        raise UpstreamError(f"The model upstream dropped the stream: {exc!r}") from exc
+        if not done:
+            raise UpstreamError(f"The model upstream dropped the stream: {exc!r}") from exc
     if reason is None:
         raise UpstreamError("The model upstream ended the stream before it finished.")
     yield _finish(reason, usage, deltas, messages)
@@ -85,7 +93,7 @@ def _finish(
     )
 
 
-def upstream_error_detail(response: httpx.Response) -> tuple[str, str | None, str | None]:
+def upstream_error_detail(response: UpstreamResponse) -> tuple[str, str | None, str | None]:
     """(message, param, code) from an upstream's error body, in OpenAI's or vLLM's shape."""
     try:
         body = response.json()

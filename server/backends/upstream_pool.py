@@ -6,6 +6,7 @@ import itertools
 import time
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 GrammarDialect = Literal["vllm", "vllm-guided", "llamacpp", "none"]
 
@@ -17,6 +18,11 @@ class Upstream:
     down_until: float = 0.0  # time.monotonic() before which it is left alone
     # How this upstream takes a grammar, once asked (RLPA_UPSTREAM_GRAMMAR=auto); None: not yet.
     dialect: GrammarDialect | None = None
+
+    @property
+    def host(self) -> str:
+        """host:port, the upstream's name in metrics (a URL may hold credentials)."""
+        return urlsplit(self.url).netloc.rpartition("@")[2]
 
     @property
     def root(self) -> str:

@@ -42,7 +42,6 @@ async def complete(service: ChatService, turn: Turn) -> p.ChatCompletionResponse
             )
         )
     await service.finish_turn(turn)
-    metrics.CHAT_REQUESTS.labels("ok").inc()
     return p.ChatCompletionResponse(
         model=turn.model,
         choices=choices,
@@ -96,7 +95,9 @@ async def stream(
                     trailing.append(last)
                 continue
             if first_visible:
-                metrics.TIME_TO_FIRST_TOKEN.observe(time.monotonic() - turn.started)
+                metrics.TIME_TO_FIRST_TOKEN.labels(turn.model).observe(
+                    time.monotonic() - turn.started
+                )
                 first_visible = False
             yield chunk(index, p.DeltaMessage(content=item))
     await service.finish_turn(turn)
@@ -111,6 +112,5 @@ async def stream(
             )
         )
     trailing[-1].rlpa = service.rlpa_block(turn)
-    metrics.CHAT_REQUESTS.labels("ok").inc()
     for final in trailing:
         yield final

@@ -1,8 +1,10 @@
 """One chat turn: identity -> stored profile -> RLPA prompt -> backend -> splitter -> persist.
 
-The visible reply streams as the model writes it; the profile block is held back. The new
-profile is written when the turn ends well, or in the background when the client disconnects
-after the block was complete; a turn that fails at the backend writes nothing.
+The visible reply streams as the model writes it; the profile block is held back. The block's
+change is written as soon as the block is complete, while the reply is still being generated,
+and the turn's last chunk (or whole response) waits for that commit. A turn that fails at the
+backend before its block is complete writes nothing; once the block is complete its change is
+stored whatever happens to the rest of the reply, as when the client disconnects.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Turn:
     inferred: list[str] | None = None  # choice 0's completed profile block
     profile: list[str] | None = None  # the same, until it has been persisted
     version: int = 0
+    write: asyncio.Future[bool] | None = None  # persist(), started once the block is complete
 
 
 class ChatService:
@@ -164,26 +167,46 @@ class ChatService:
                     tail = splitter.finish()
                     if tail.profile is not None and index == 0:
                         turn.inferred = turn.profile = tail.profile
+                        self._start_write(turn)
                     if tail.text:
                         yield tail.text
                     if not splitter.format_ok:
                         metrics.FORMAT_FAILURES.inc()
+                    metrics.PROMPT_TOKENS.labels(turn.model).inc(event.prompt_tokens)
+                    metrics.COMPLETION_TOKENS.labels(turn.model).inc(event.completion_tokens)
                     yield event
                     return
                 step = splitter.feed(event.text)
                 if step.profile is not None and index == 0:
                     turn.inferred = turn.profile = step.profile
+                    self._start_write(turn)
                 if step.text:
                     yield step.text
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away. A profile block it already completed is still kept.
-            self._in_background(self._persist_quietly(turn))
+            self._start_write(turn)
+            raise
+        except Exception:
+            # The backend failed after the block: its write is under way. The client hears of the
+            # failure once that write is done, so that its next turn sees the change.
+            if turn.write is not None:
+                await asyncio.wait([turn.write])
             raise
 
-    def _in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _in_background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A task the app's shutdown waits for (a SIGTERM lets pending writes finish)."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
+
+    def _start_write(self, turn: Turn) -> None:
+        """Store the completed block's change now, overlapped with the rest of the reply."""
+        if turn.write is None and turn.remember and turn.profile is not None:
+            turn.write = self._in_background(self.persist(turn))
+            # Its failure is raised to the client by finish_turn; a client that left is not
+            # told, and persist() has logged it.
+            turn.write.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def persist(self, turn: Turn) -> bool:
         """Apply choice 0's profile change to the user's latest version. Idempotent per turn.
@@ -197,6 +220,7 @@ class ChatService:
         block, turn.profile = turn.profile, None
         change = rlpa.profile_change(self.contract_version, turn.stored.traits, block)
         if not change:
+            metrics.PROFILE_BLOCKS_SKIPPED.labels("unchanged" if block else "empty").inc()
             return False
         try:
             state = await self.profiles.apply_change(
@@ -219,17 +243,11 @@ class ChatService:
             turn.stored, turn.version = state, state.version
         return True
 
-    async def _persist_quietly(self, turn: Turn) -> None:
-        """persist() for a client that has gone: nobody is left to tell, so a failure is logged."""
-        try:
-            await self.persist(turn)
-        except ProfileWriteError:
-            pass
-
     async def finish_turn(self, turn: Turn) -> None:
-        """After the last choice: store the profile (shielded from a disconnect) and note the
-        user was seen."""
-        wrote = await asyncio.shield(asyncio.ensure_future(self.persist(turn)))
+        """After the last choice: wait for the profile write (shielded from a disconnect: it
+        goes on in the background) and note the user was seen."""
+        self._start_write(turn)
+        wrote = await asyncio.shield(turn.write) if turn.write is not None else False
         if not wrote and turn.remember and turn.user is not None:
             self._in_background(self._touch(turn))
 

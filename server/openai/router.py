@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from server import observability
 from server.chat import respond
 from server.chat.service import ChatService
 from server.deps import ChatPrincipalDep, StateDep
@@ -33,7 +34,7 @@ _errors: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_chat(state: StateDep) -> ChatService:
+async def get_chat(state: StateDep) -> ChatService:
     if state.chat is None:
         raise UpstreamError("No model backend is configured.", status_code=503)
     return state.chat
@@ -52,6 +53,8 @@ async def create_chat_completion(
 ) -> Any:
     request_id = request.scope.get("state", {}).get("request_id") or f"req-{uuid.uuid4().hex}"
     turn = await chat.prepare(body, principal, request_id)
+    observability.note_model(turn.model)  # checked against the served models: a bounded label
+    observability.note_user(turn.user)
     if not body.stream:
         return await respond.complete(chat, turn)
     chunks = respond.stream(chat, turn, f"chatcmpl-{uuid.uuid4().hex}")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
 
+from server import observability
 from server.errors import RLPAError, error_body
 
 logger = logging.getLogger(__name__)
@@ -25,8 +26,10 @@ async def encode(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[str]:
         async for chunk in chunks:
             yield event(chunk)
     except RLPAError as exc:
+        observability.note_stream_failed()
         yield f"data: {json.dumps(exc.body())}\n\n"
     except Exception:
+        observability.note_stream_failed()
         logger.exception("chat stream failed")
         body = error_body("The server had an error while streaming.", "server_error")
         yield f"data: {json.dumps(body)}\n\n"

@@ -9,6 +9,9 @@ from server.db import Base, utcnow
 
 
 class EndUser(Base):
+    """On PostgreSQL with pg_trgm, a trigram index on lower(external_id) serves user search
+    (migration 0004; migrations/env.py keeps it out of the model comparison)."""
+
     __tablename__ = "end_user"
     # Ids are never reused (SQLite would reuse a deleted one): an erased user's in-flight turn
     # must find no row, never a newer user's.

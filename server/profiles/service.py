@@ -16,7 +16,7 @@ from server import metrics, rlpa
 from server.auth import audit
 from server.auth import repository as auth_repository
 from server.cache import CachedProfile, ProfileCache, cache_key
-from server.db import transaction, utcnow
+from server.db import autocommit, transaction, utcnow
 from server.errors import BadRequestError, NotFoundError
 from server.profiles import reads, repository
 from server.profiles import schemas as s
@@ -98,13 +98,19 @@ class ProfileService:
 
     async def _load(self, tenant_id: int, user: str, *, create: bool) -> ProfileState | None:
         """The current state from the database (the user created first if `create`), cached."""
-        async with transaction(self._sessionmaker) as session:
-            if create:
-                row: EndUser | None = await repository.ensure_user(session, tenant_id, user)
-            else:
-                row = await repository.get_user(session, tenant_id, user)
-            if row is None:
+        if not create:  # one statement, outside a transaction: a read needs no BEGIN and COMMIT
+            async with autocommit(self._sessionmaker) as connection:
+                found = await repository.get_current(connection, tenant_id, user)
+            if found is None:
                 return None
+            user_id, version, personalization, traits, source, created_at = found
+            state = ProfileState(
+                version, traits or [], personalization, source, created_at, user_id
+            )
+            await self._cache_put(tenant_id, user, state)
+            return state
+        async with transaction(self._sessionmaker) as session:
+            row = await repository.ensure_user(session, tenant_id, user)
             current = await repository.get_version(session, row.id, row.current_version)
         state = ProfileState(
             version=row.current_version,
@@ -182,7 +188,22 @@ class ProfileService:
         Returns the resulting state (a new version only if the change changed anything), or None
         when the user row the turn read is gone: the user was erased while the turn ran, and an
         erased user stays erased. An opted-out user gets no new version.
+
+        The common case, nobody wrote since the turn read, is one statement (PostgreSQL); the
+        others lock the user row and merge into what is newest.
         """
+        merged = change.apply(read.traits)
+        if read.personalization and merged != read.traits:
+            async with autocommit(self._sessionmaker) as connection:
+                appended = await repository.append_if_current(
+                    connection, read.user_id, read.version, merged, "model", model_name, request_id
+                )
+            if appended is not None:
+                number, created_at = appended
+                state = ProfileState(number, merged, True, "model", created_at, read.user_id)
+                metrics.PROFILE_WRITES.labels("model").inc()
+                await self._cache_put(tenant_id, user, state)
+                return state
         async with transaction(self._sessionmaker) as session:
             current = await self._lock(session, read.user_id)
             if current is None:

@@ -33,7 +33,10 @@ async def _diff(url: str) -> list[Any]:
     async with engine.connect() as conn:
         diff = await conn.run_sync(
             lambda c: compare_metadata(
-                MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata
+                MigrationContext.configure(
+                    c, opts={"compare_type": True, "include_object": migrate.include_object}
+                ),
+                Base.metadata,
             )
         )
     await engine.dispose()

@@ -102,8 +102,9 @@ def _lora_tensors(peft_model: Any, adapter_name: str, alpha: float, permute: boo
         ):
             raise ValueError(f"LoRA on {module_name!r} cannot be exported to llama.cpp")
         gguf_name = hf_to_gguf_name(f"{module_name}.weight")
-        lora_a = module.lora_A[adapter_name].weight.detach().to(torch.float32).cpu().numpy()
-        lora_b = module.lora_B[adapter_name].weight.detach().to(torch.float32).cpu().numpy()
+        # peft declares lora_A/lora_B as ModuleDicts only at run time: mypy sees Tensor | Module.
+        lora_a = module.lora_A[adapter_name].weight.detach().to(torch.float32).cpu().numpy()  # type: ignore[operator]
+        lora_b = module.lora_B[adapter_name].weight.detach().to(torch.float32).cpu().numpy()  # type: ignore[operator]
         rank = lora_a.shape[0]
         llamacpp_scale = alpha / rank if alpha else 1.0
         peft_scale = float(module.scaling[adapter_name])

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from server.backends.base import Finish, SamplingParams, TextDelta
 from server.backends.openai_upstream import OpenAIUpstreamBackend
 from server.errors import UpstreamError
+from tests.fixtures.live import free_port
 from tests.fixtures.models import collect
 from tests.fixtures.upstreams import LlamaServer, upstream_settings
 
@@ -47,13 +59,81 @@ async def test_lists_the_upstream_model(
     assert await backend.health()
 
 
-async def test_sampling_params_reach_the_upstream(
-    backend: OpenAIUpstreamBackend, llama_server: LlamaServer
-) -> None:
-    params = SamplingParams(max_tokens=12, temperature=0.9, seed=42, extra={"top_k": 5})
-    first, _ = await collect(backend.stream(llama_server.model, HELLO, params))
-    second, _ = await collect(backend.stream(llama_server.model, HELLO, params))
-    assert first == second  # the seed got there
+class RecordingProxy:
+    """A pass-through in front of the llama.cpp server that keeps every chat request body it
+    forwards: what the upstream received, byte for byte."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target.removesuffix("/v1")
+        self.bodies: list[dict[str, Any]] = []
+        self._client = httpx.AsyncClient(timeout=60)
+        app = Starlette(routes=[Route("/{path:path}", self._forward, methods=["GET", "POST"])])
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+        )
+        self.url = f"http://127.0.0.1:{self._server.config.port}/v1"
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    async def _forward(self, request: Request) -> Response:
+        body = await request.body()
+        if request.method == "POST":
+            self.bodies.append(json.loads(body))
+        upstream = await self._client.send(
+            self._client.build_request(
+                request.method,
+                f"{self.target}{request.url.path}",
+                content=body,
+                headers={
+                    name: request.headers[name]
+                    for name in ("authorization", "content-type")
+                    if name in request.headers
+                },
+            ),
+            stream=True,
+        )
+        return StreamingResponse(
+            upstream.aiter_raw(),
+            status_code=upstream.status_code,
+            media_type=upstream.headers.get("content-type"),
+            background=BackgroundTask(upstream.aclose),
+        )
+
+    def __enter__(self) -> RecordingProxy:
+        self._thread.start()
+        while not self._server.started:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+async def test_sampling_params_reach_the_upstream(llama_server: LlamaServer) -> None:
+    params = SamplingParams(
+        max_tokens=12, temperature=0.9, top_p=0.95, seed=42, stop=["\n\n\n"], extra={"top_k": 5}
+    )
+    with RecordingProxy(llama_server.url) as proxy:
+        settings = upstream_settings([proxy.url], upstream_api_key=llama_server.api_key)
+        backend = OpenAIUpstreamBackend(settings)
+        try:
+            # llama-cpp-python answers a prompt's first request, evaluated cold, differently from
+            # the seeded requests after it (seen with 0.3.x): the comparison starts after one.
+            await collect(backend.stream(llama_server.model, HELLO, params))
+            first, finish = await collect(backend.stream(llama_server.model, HELLO, params))
+            second, _ = await collect(backend.stream(llama_server.model, HELLO, params))
+        finally:
+            await backend.aclose()
+    received = proxy.bodies[-1]
+    expected = {
+        "model": llama_server.model, "messages": HELLO, "max_tokens": 12, "temperature": 0.9,
+        "top_p": 0.95, "seed": 42, "stop": ["\n\n\n"], "top_k": 5, "stream": True,
+    }  # fmt: skip
+    assert {key: received.get(key) for key in expected} == expected
+    assert proxy.bodies[0] == proxy.bodies[1] == received
+    # And the server honoured them: the seed makes the replies the same, max_tokens ends them.
+    assert first == second
+    assert finish.reason == "length"
 
 
 async def test_stop_strings_reach_the_upstream(

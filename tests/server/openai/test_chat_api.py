@@ -6,9 +6,11 @@ import asyncio
 import uuid
 from urllib.parse import quote
 
+import asyncpg
 import httpx
 import openai
 import pytest
+import redis.asyncio as aioredis
 
 from tests.fixtures.db import ADMIN_KEY
 from tests.fixtures.gateway import MODEL
@@ -177,13 +179,31 @@ async def test_temporary_chat_neither_reads_nor_writes(
     assert _profile(gateway_url, user).status_code == 404
 
 
-async def test_no_user_is_served_and_stores_nothing(client: openai.AsyncOpenAI) -> None:
+async def _stored(pg_url: str, redis_client: aioredis.Redis, prefix: str) -> tuple[int, ...]:
+    """(end users, profile versions) in the gateway's PostgreSQL, cached profiles in its Redis."""
+    conn = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        users = await conn.fetchval("SELECT count(*) FROM end_user")
+        versions = await conn.fetchval("SELECT count(*) FROM profile_version")
+    finally:
+        await conn.close()
+    cached = [key async for key in redis_client.scan_iter(match=f"{prefix}p:*")]
+    return int(users), int(versions), len(cached)
+
+
+async def test_no_user_is_served_and_stores_nothing(
+    client: openai.AsyncOpenAI, pg_url: str, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    before = await _stored(pg_url, redis_client, redis_prefix)
     response = await client.chat.completions.create(
         model=MODEL,
-        messages=HELLO,
-        max_tokens=16,  # type: ignore[arg-type]
+        messages=HELLO,  # the model may well write a profile block: nobody is there to keep it
+        max_tokens=64,  # type: ignore[arg-type]
+        extra_body={"rlpa": {"return_profile": True}},
     )
     assert response.choices[0].message.content is not None
+    assert (response.model_extra or {})["rlpa"]["version"] == 0
+    assert await _stored(pg_url, redis_client, redis_prefix) == before
 
 
 async def test_streamed_n_choices_carry_their_index(client: openai.AsyncOpenAI) -> None:

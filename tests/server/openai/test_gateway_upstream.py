@@ -136,9 +136,31 @@ async def test_profile_block_from_upstream_is_hidden_and_stored(
     assert "- drinks green tea" in system and "- lives in Lyon" in system
 
 
-async def test_upstream_dying_mid_stream_sends_an_error_event_and_stores_nothing(
+async def test_upstream_dying_inside_the_profile_block_is_a_bad_gateway_storing_nothing(
     scripted_gateway: str, upstream_a: ScriptedUpstream
 ) -> None:
+    upstream_a.script.texts = PROFILE_THEN_REPLY
+    upstream_a.script.die_after = 1  # half the block: no visible text yet, so a real status
+    user = f"die-{uuid.uuid4().hex[:8]}"
+    body = {"model": "scripted", "user": user, "messages": [{"role": "user", "content": "hi"}]}
+    for stream in (False, True):
+        response = httpx.post(
+            f"{scripted_gateway}/v1/chat/completions",
+            json={**body, "stream": stream},
+            headers=HEADERS,
+            timeout=30,
+        )
+        assert response.status_code == 502, response.text
+        assert response.json()["error"]["type"] == "upstream_error"
+    assert _profile(scripted_gateway, user).status_code == 404
+
+
+async def test_upstream_dying_mid_reply_sends_an_error_event_and_keeps_the_whole_block(
+    scripted_gateway: str, upstream_a: ScriptedUpstream
+) -> None:
+    """The stream ends with an error event. The profile block the model completed before it
+    died is stored (its write began as the block closed, as for a client that leaves), and
+    before the error event goes out, so the client's retry sees it."""
     upstream_a.script.texts = PROFILE_THEN_REPLY
     upstream_a.script.die_after = 4
     user = f"die-{uuid.uuid4().hex[:8]}"
@@ -146,7 +168,8 @@ async def test_upstream_dying_mid_stream_sends_an_error_event_and_stores_nothing
     assert events[-1] == "data: [DONE]"
     error = json.loads(events[-2][len("data: ") :])
     assert error["error"]["type"] == "upstream_error"
-    assert _profile(scripted_gateway, user).status_code == 404
+    traits = _profile(scripted_gateway, user).json()["traits"]
+    assert traits == ["drinks green tea", "lives in Lyon"]
 
 
 async def test_client_disconnect_after_the_profile_block_still_stores_it(
