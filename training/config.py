@@ -127,6 +127,11 @@ class RLRunConfig(GRPOConfig, PolicyArgs, DialogueArgs):
     endpoint_api_key_env: str | None = field(
         default=None, metadata={"help": "environment variable holding the endpoint's API key"}
     )
+    endpoint_concurrency: int = field(
+        default=16,
+        metadata={"help": "most endpoint requests (llm matcher, judge, user) in flight at once: "
+                  "a batch's calls run on a pool this size, not one after another"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         _cpu_default_precision(self)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from training.components import Endpoint, make_judge, make_matcher, make_simulator
 from training.config import RLRunConfig
@@ -51,14 +52,17 @@ def state_dataset(conversations: int, max_turns: int, cohort: int) -> Dataset:
 
 def cohort_size(config: RLRunConfig) -> int:
     """Conversations per generation batch (each gives one state of n candidates)."""
-    n, per_process = config.num_generations, config.per_device_train_batch_size
-    if (per_process * config.steps_per_generation) % n:
+    # GRPOConfig declares these optional; RLRunConfig defaults num_generations and GRPOConfig's
+    # __post_init__ fills the other two.
+    n, per_process = cast(int, config.num_generations), config.per_device_train_batch_size
+    steps = cast(int, config.steps_per_generation)
+    if (per_process * steps) % n:
         raise ValueError(
             f"per_device_train_batch_size * steps_per_generation ({per_process} * "
             f"{config.steps_per_generation}) must be a multiple of num_generations ({n}), so "
             "that each process holds whole groups of one conversation state"
         )
-    return config.generation_batch_size // n
+    return cast(int, config.generation_batch_size) // n
 
 
 def _endpoint(config: RLRunConfig) -> Endpoint | None:
@@ -68,7 +72,16 @@ def _endpoint(config: RLRunConfig) -> Endpoint | None:
     return Endpoint(config.endpoint_url, config.endpoint_model, key)
 
 
-def make_scorer(config: RLRunConfig) -> Scorer:
+def endpoint_pool(config: RLRunConfig) -> Executor:
+    """The run's one bounded pool for endpoint calls (LLM matcher, judge and users), so a
+    batch's requests overlap instead of queueing; threads start on first use, so an offline run
+    starts none."""
+    if config.endpoint_concurrency < 1:
+        raise ValueError("endpoint_concurrency must be at least 1")
+    return ThreadPoolExecutor(config.endpoint_concurrency, thread_name_prefix="rlpa-endpoint")
+
+
+def make_scorer(config: RLRunConfig, pool: Executor | None = None) -> Scorer:
     if config.profile_target not in ("revealed", "true"):
         raise ValueError("profile_target must be 'revealed' or 'true'")
     if config.matcher == "catalogue":
@@ -76,7 +89,8 @@ def make_scorer(config: RLRunConfig) -> Scorer:
     if config.judge == "eval":
         raise ValueError("the eval judge measures; it is not a training reward")
     matcher = make_matcher(config.matcher, _endpoint(config))
-    return Scorer(matcher, make_judge(config.judge, _endpoint(config)), config.profile_target)
+    judge = make_judge(config.judge, _endpoint(config))
+    return Scorer(matcher, judge, config.profile_target, pool=pool)
 
 
 def make_user(config: RLRunConfig) -> Callable[[], UserSimulator]:
@@ -99,28 +113,32 @@ def build_trainer(config: RLRunConfig, generate: Generate | None = None) -> GRPO
     model, tokenizer = load_policy(config)
     tokenizer.padding_side = "left"  # GRPO left-pads prompts
     profiles = training_profiles(config.profiles_path, config.num_profiles, config.profile_seed)
+    pool = endpoint_pool(config)
     rollout = ConversationRollout(
         profiles,
         make_user(config),
-        make_scorer(config),
+        make_scorer(config, pool),
         tokenizer,
-        num_generations=config.num_generations,
+        num_generations=cast(int, config.num_generations),
         max_turns=config.max_turns,
         seed=config.seed,
         generate=generate,
         change_at_turn=config.change_at_turn,
         version=config.contract_version,
         carried_share=config.carried_share,
+        pool=pool,
     )
     return GRPOTrainer(
         model=model,
-        reward_funcs=[profile, response],
+        # TRL asks for Callable[..., list[float | None]]; ours return list[float], which a list's
+        # invariance keeps from matching.
+        reward_funcs=cast(Any, [profile, response]),
         args=config,
         train_dataset=state_dataset(len(profiles), config.max_turns, cohort_size(config)),
         processing_class=tokenizer,
         peft_config=lora_config(config),
         rollout_func=rollout,
-        callbacks=[jsonl_logger(Path(config.output_dir) / "log.jsonl")],
+        callbacks=[jsonl_logger(Path(cast(str, config.output_dir)) / "log.jsonl")],
     )
 
 

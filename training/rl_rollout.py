@@ -9,7 +9,10 @@ state comes from the policy being trained, as in the paper. GRPO then takes the 
 advantage over the n candidates of each state: each turn is its own one-step episode.
 
 The scores travel to GRPO as columns (`profile_score`, `response_score`) read back by the reward
-functions below, so every candidate is judged once, even with an LLM judge.
+functions below, so every candidate is judged once, even with an LLM judge. Pieces behind an
+endpoint (the LLM matcher, judge and user) are called for the whole batch at once on a bounded
+thread pool (`endpoint_concurrency`), so the GPUs do not wait on one HTTP request at a time;
+results keep the batch's order, and offline pieces run in order on the calling thread.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
 from server.rlpa import apply_block, build_messages, parse_output
 from training.data.profiles import Profile, Trait
+from training.endpoint import ChatEndpoint
 from training.rewards import Matcher, ResponseJudge, profile_reward, response_reward
 from training.simulators.base import UserSimulator
 
@@ -38,6 +43,13 @@ class RolloutLayoutError(ValueError):
 
 def state_key(conversation: int, turn: int) -> str:
     return f"conversation={conversation} turn={turn}"
+
+
+def waits_on_http(piece: object) -> bool:
+    """Whether a matcher, judge or user calls an endpoint: only those go on the pool. Offline
+    pieces gain nothing from threads under the GIL, and the embedding matcher's cache is not
+    thread-safe."""
+    return isinstance(getattr(piece, "endpoint", None), ChatEndpoint)
 
 
 @dataclass
@@ -61,6 +73,8 @@ class Scorer:
     judge: ResponseJudge
     target: str = "revealed"
     version: int = 2
+    pool: Executor | None = None
+    """Where the LLM matcher's and judge's calls for a batch run side by side."""
 
     def gold(self, conversation: Conversation) -> list[Trait]:
         # "revealed" (the default): what the user has said so far is the best any model can know;
@@ -79,9 +93,16 @@ class Scorer:
         history = [list(c.history) for c in owners]
         revealed = [c.user.revealed() for c in owners]
         stored = [c.stored for c in owners]
-        profile = profile_reward(completions, gold, self.matcher, stored, self.version)
-        response = response_reward(completions, history, revealed, self.judge)
+        profile = profile_reward(
+            completions, gold, self.matcher, stored, self.version, pool=self._pool(self.matcher)
+        )
+        response = response_reward(
+            completions, history, revealed, self.judge, pool=self._pool(self.judge)
+        )
         return profile, response
+
+    def _pool(self, piece: object) -> Executor | None:
+        return self.pool if waits_on_http(piece) else None
 
 
 def trainer_generate(trainer: Any) -> Generate:
@@ -112,6 +133,7 @@ class ConversationRollout:
         change_at_turn: int | None = None,
         version: int = 2,
         carried_share: float = 0.0,
+        pool: Executor | None = None,
     ) -> None:
         self.profiles = list(profiles)
         self.make_user = make_user
@@ -127,11 +149,14 @@ class ConversationRollout:
         self.version = version
         self.carried_share = carried_share
         self.scorer.version = version
+        self.pool = pool
+        """Where the LLM users of a batch write their messages side by side."""
         self.live: dict[int, Conversation] = {}
         self._starts: dict[int, int] = {}
 
     def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list[Any]]:
         conversations = [self._conversation(key) for key in self._group_keys(prompts)]
+        self._user_replies([c for c in conversations if not c.history])  # the openers
         prompt_ids = [self._prompt_ids(c) for c in conversations]
         repeated = [ids for ids in prompt_ids for _ in range(self.n)]
         generate = self.generate or trainer_generate(trainer)
@@ -148,6 +173,7 @@ class ConversationRollout:
             chosen = max(group, key=totals.__getitem__)
             best.extend([totals[chosen]] * self.n)
             self._advance(conversation, texts[chosen])
+        self._user_replies([c for c in conversations if c.turns < self.max_turns])
         return {
             "prompt_ids": repeated,
             "completion_ids": completion_ids,
@@ -198,7 +224,6 @@ class ConversationRollout:
                 rng = random.Random(f"carried:{profile.id}:{seed}")
                 live.carried = carried_profile(profile, rng, self.carried_share)
                 live.stored = [t.text for t in live.carried]
-            live.history.append({"role": "user", "content": user.reply([])})
             self.live[index] = live
         return live
 
@@ -218,11 +243,23 @@ class ConversationRollout:
         # As the gateway stores it: the block's change applied (no block changes nothing).
         conversation.stored = apply_block(self.version, conversation.stored, parsed.profile)
         conversation.turns += 1
-        if conversation.turns < self.max_turns:
-            if conversation.turns == self.change_at_turn:
-                conversation.user.change_preference()
-            reply = conversation.user.reply(conversation.history)
-            conversation.history.append({"role": "user", "content": reply})
+        if conversation.turns < self.max_turns and conversation.turns == self.change_at_turn:
+            conversation.user.change_preference()  # announced in the reply that follows
+
+    def _user_replies(self, conversations: Sequence[Conversation]) -> None:
+        """Each conversation's user answers its history (an empty one: the opener). A batch
+        never holds two states of one conversation, so the users are distinct and the replies
+        of LLM users can be written side by side; each lands in its own conversation."""
+
+        def reply(conversation: Conversation) -> str:
+            return conversation.user.reply(conversation.history)
+
+        if self.pool is not None and any(waits_on_http(c.user) for c in conversations):
+            replies = list(self.pool.map(reply, conversations))
+        else:
+            replies = [reply(c) for c in conversations]
+        for conversation, text in zip(conversations, replies, strict=True):
+            conversation.history.append({"role": "user", "content": text})
 
 
 def profile(completions: Sequence[Any], profile_score: Sequence[float], **_: Any) -> list[float]:

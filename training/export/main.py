@@ -6,9 +6,10 @@ Reads the final directory SFT/RL wrote (a PEFT adapter, or a fully fine-tuned mo
 - `<out_dir>/hf-adapter/` PEFT adapter (vLLM: `--enable-lora --lora-modules rlpa=<dir>`)
 - `<out_dir>/gguf/adapter.gguf` llama.cpp LoRA for the embedded gateway (`RLPA_ADAPTER=<file>`)
 
-each with an `rlpa.json` (a full fine-tune has no adapter: only `hf-merged`). If the checkpoint
-has an `rlpa.json` (SFT and RL write one), its contract version is checked, its base model is
-the default base, and its recipe and eval card are carried over.
+each with an `rlpa.json` (a full fine-tune has no adapter: only `hf-merged`; the GGUF LoRA is
+written for llama bases only, so a Qwen adapter exports as `hf-merged` and `hf-adapter`). If
+the checkpoint has an `rlpa.json` (SFT and RL write one), its contract version is checked, its
+base model is the default base, and its recipe and eval card are carried over.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from server.rlpa import CONTRACT_VERSION
 
@@ -96,10 +97,16 @@ def run_export(config: ExportConfig) -> dict[str, Path]:
     if config.eval_summary:
         eval_summary = json.loads(Path(config.eval_summary).read_text())
     is_adapter = (checkpoint / "adapter_config.json").exists()
-    formats = config.formats or (list(FORMATS) if is_adapter else ["hf-merged"])
+    base = config.base_model or card.get("base_model") or ""
+    architecture = _architecture(base) if is_adapter else None
+    formats = config.formats or _default_formats(architecture)
     if not is_adapter and formats != ["hf-merged"]:
         raise ValueError(f"{checkpoint} is a full model, not an adapter: export it as hf-merged")
-    base = config.base_model or card.get("base_model") or ""
+    if "gguf-lora" in formats and architecture != "llama":
+        raise ValueError(
+            f"gguf-lora writes llama.cpp's layout for llama models (SmolLM2), but this adapter's "
+            f"base {base!r} is a {architecture!r} model: export it as hf-merged,hf-adapter"
+        )
     model, tokenizer, base_name = _load_trained(checkpoint, base)
     card_for = {
         "contract_version": int(card.get("contract_version", CONTRACT_VERSION)),
@@ -112,6 +119,26 @@ def run_export(config: ExportConfig) -> dict[str, Path]:
     for name, path in written.items():
         logger.info("wrote %s to %s", name, path)
     return written
+
+
+def _architecture(base_model: str) -> str:
+    """The base's `model_type`; a GGUF base is a llama (training loads no other GGUF)."""
+    if not base_model or base_model.endswith(".gguf"):
+        return "llama"
+    from transformers import AutoConfig
+
+    return str(AutoConfig.from_pretrained(base_model, local_files_only=True).model_type)
+
+
+def _default_formats(architecture: str | None) -> list[str]:
+    """Every format that applies: a full model (no architecture) only merged, and the GGUF LoRA
+    only on a llama base, since its exporter writes llama.cpp's llama layout (q/k permuted)."""
+    if architecture is None:
+        return ["hf-merged"]
+    if architecture != "llama":
+        logger.info("a %s base: no gguf-lora (llama only), exporting the HF forms", architecture)
+        return ["hf-merged", "hf-adapter"]
+    return list(FORMATS)
 
 
 def _write(
@@ -132,7 +159,7 @@ def _write(
         )
     folder = out / "gguf"
     folder.mkdir(parents=True, exist_ok=True)
-    dtype = "f16" if config.gguf_dtype == "f16" else "f32"
+    dtype: Literal["f16", "f32"] = "f16" if config.gguf_dtype == "f16" else "f32"
     path = Path(
         export_gguf_lora(
             model,

@@ -7,9 +7,10 @@ passes dataset columns: `true_profile[i]` is the gold profile for `completions[i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from server.rlpa import ParsedOutput, apply_block, parse_output
 from training.data.profiles import Profile, as_trait
@@ -29,6 +30,7 @@ from training.rewards.response import (
 )
 
 RewardFunc = Callable[..., list[float]]
+Item = TypeVar("Item")
 
 
 def completion_text(completion: Any) -> str:
@@ -53,6 +55,16 @@ def _parsed(completions: Sequence[Any], **columns: Sequence[Any]) -> list[Parsed
     return [parse_output(completion_text(c)) for c in completions]
 
 
+def _each(
+    pool: Executor | None, score: Callable[[Item], float], items: Iterable[Item]
+) -> list[float]:
+    """`score` of every item, in order: on `pool` when there is one (a matcher or judge behind an
+    endpoint waits on HTTP, so a batch's requests overlap), else one after another."""
+    if pool is None:
+        return [score(item) for item in items]
+    return list(pool.map(score, items))
+
+
 @cache
 def _default_matcher() -> Matcher:
     return EmbeddingMatcher()
@@ -64,6 +76,7 @@ def profile_reward(
     matcher: Matcher | None = None,
     stored: Sequence[Sequence[str]] | None = None,
     version: int = 1,
+    pool: Executor | None = None,
     **_: Any,
 ) -> list[float]:
     """F1 of each completion's profile against its gold traits (0..1). Pass the traits revealed
@@ -71,25 +84,23 @@ def profile_reward(
 
     Under contract v1 the block is the profile. Under v2 it is a change: the profile scored is
     `stored[i]` with the block applied, as the gateway would store it. The default matcher is
-    the offline embedding matcher, loaded on first use."""
-    matcher = matcher or _default_matcher()
+    the offline embedding matcher, loaded on first use. With a `pool` the matcher is called
+    from its threads, so pass one only for a thread-safe matcher (the LLM one)."""
+    chosen = matcher or _default_matcher()
     before = stored if stored is not None else [[] for _ in completions]
-    rewards = []
-    for parsed, gold, held in zip(
-        _parsed(completions, true_profile=true_profile, stored=before),
-        true_profile,
-        before,
-        strict=True,
-    ):
+
+    def score(item: tuple[ParsedOutput, Profile | Sequence[TraitLike], Sequence[str]]) -> float:
+        parsed, gold, held = item
         if not parsed.format_ok:
-            rewards.append(0.0)
-            continue
+            return 0.0
         if version == 1:
             inferred = parsed.profile or []
         else:
             inferred = apply_block(version, list(held), parsed.profile)
-        rewards.append(profile_f1(inferred, trait_texts(gold), matcher))
-    return rewards
+        return profile_f1(inferred, trait_texts(gold), chosen)
+
+    parsed = _parsed(completions, true_profile=true_profile, stored=before)
+    return _each(pool, score, zip(parsed, true_profile, before, strict=True))
 
 
 def response_reward(
@@ -97,16 +108,20 @@ def response_reward(
     history: Sequence[Sequence[Mapping[str, str]]],
     revealed: Sequence[Sequence[TraitLike]],
     judge: ResponseJudge | None = None,
+    pool: Executor | None = None,
     **_: Any,
 ) -> list[float]:
     """1.0 where the judge would keep chatting after the reply, else 0.0. `history[i]` is the
-    visible chat that completion i answers (ending with the user's message)."""
-    judge = judge or OfflineResponseJudge()
+    visible chat that completion i answers (ending with the user's message). With a `pool` the
+    judge is called from its threads, so pass one only for a thread-safe judge (the LLM one)."""
+    chosen = judge or OfflineResponseJudge()
+
+    def score(item: tuple[ParsedOutput, Sequence[Mapping[str, str]], Sequence[TraitLike]]) -> float:
+        p, h, r = item
+        return chosen.score(p.response, h, list(r), p.profile or []) if p.format_ok else 0.0
+
     parsed = _parsed(completions, history=history, revealed=revealed)
-    return [
-        judge.score(p.response, h, list(r), p.profile or []) if p.format_ok else 0.0
-        for p, h, r in zip(parsed, history, revealed, strict=True)
-    ]
+    return _each(pool, score, zip(parsed, history, revealed, strict=True))
 
 
 def total_reward(
