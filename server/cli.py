@@ -58,9 +58,12 @@ def _db(args: argparse.Namespace) -> int:
 
 
 async def _keys_async(args: argparse.Namespace) -> int:
-    from server.auth import repository, service
+    from pydantic import ValidationError
+
+    from server.auth import audit, repository, service
     from server.auth import schemas as s
     from server.db import create_engine, create_sessionmaker, transaction
+    from server.errors import BadRequestError
 
     engine = create_engine(Settings())
     try:
@@ -68,8 +71,16 @@ async def _keys_async(args: argparse.Namespace) -> int:
             if args.keys_command == "create":
                 tenant = await repository.ensure_tenant(session, args.tenant)
                 scopes = [x.strip() for x in args.scopes.split(",") if x.strip()]
-                body = s.KeyCreate(name=args.name, scopes=scopes, user=args.user)
-                created = await service.create_key(session, tenant, body)
+                try:
+                    body = s.KeyCreate(name=args.name, scopes=scopes, user=args.user)
+                    created = await service.create_key(session, tenant, body, actor=audit.CLI)
+                except (ValidationError, BadRequestError) as exc:
+                    if isinstance(exc, BadRequestError):
+                        message = exc.message
+                    else:
+                        message = "; ".join(str(e["msg"]) for e in exc.errors())
+                    print(f"rlpa keys create: {message}", file=sys.stderr)
+                    return 2
                 print(json.dumps(created.model_dump(mode="json"), indent=2))
                 print("Store the key now: it is not shown again.", file=sys.stderr)
             elif args.keys_command == "list":
@@ -80,10 +91,12 @@ async def _keys_async(args: argparse.Namespace) -> int:
                     owner = await repository.get_tenant(session, key.tenant_id)
                     row = service.key_read(key, owner.name if owner else "?")
                     print(json.dumps(row.model_dump(mode="json")))
-            elif not await repository.revoke_key(session, args.key_id, None):
-                print(f"no active key {args.key_id}", file=sys.stderr)
-                return 1
             else:
+                found = await repository.get_key(session, args.key_id)
+                if found is None or not await repository.revoke_key(session, args.key_id, None):
+                    print(f"no active key {args.key_id}", file=sys.stderr)
+                    return 1
+                await audit.record(session, found.tenant_id, audit.CLI, "key.revoke", str(found.id))
                 print(f"revoked key {args.key_id}")
     finally:
         await engine.dispose()
@@ -155,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print its secret once")
     create.add_argument("--tenant", default="default")
-    create.add_argument("--scopes", default="chat", help="comma-separated: chat,admin")
+    create.add_argument(
+        "--scopes", default="chat", help="comma-separated: chat, admin, profile (needs --user)"
+    )
     create.add_argument("--user", help="bind the key to one end user")
     create.add_argument("--name", default="")
     listing = keys_sub.add_parser("list", help="list keys (prefixes only)")

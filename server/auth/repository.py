@@ -33,6 +33,10 @@ async def get_tenant_by_name(session: AsyncSession, name: str) -> Tenant | None:
     return await session.scalar(select(Tenant).where(Tenant.name == name))
 
 
+async def get_key(session: AsyncSession, key_id: int) -> ApiKey | None:
+    return await session.get(ApiKey, key_id)
+
+
 async def get_key_by_hash(session: AsyncSession, secret_hash: str) -> ApiKey | None:
     return await session.scalar(select(ApiKey).where(ApiKey.secret_hash == secret_hash))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -173,3 +174,22 @@ def test_cli_creates_lists_and_revokes_keys(tmp_path: object) -> None:
     revoked = run("keys", "revoke", "1")
     assert "revoked" in revoked.stdout
     assert '"revoked_at": null' not in run("keys", "list").stdout
+
+    # Both went to the audit log, from the CLI, without naming the bound user.
+    with sqlite3.connect(f"{tmp_path}/cli.db") as db:
+        events = db.execute("SELECT action, target, detail FROM audit_event ORDER BY id").fetchall()
+    assert [(action, target) for action, target, _ in events] == [
+        ("key.create", "1"),
+        ("key.revoke", "1"),
+    ]
+    assert all('"cli"' in detail and "bob" not in detail for _, _, detail in events)
+
+    # A profile key needs a user: a one-line error and a usage exit code, no traceback.
+    unbound = subprocess.run(
+        [sys.executable, "-m", "server.cli", "keys", "create", "--scopes", "profile"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert unbound.returncode == 2 and "must be bound to a user" in unbound.stderr
+    assert "Traceback" not in unbound.stderr
