@@ -14,6 +14,7 @@ from server.backends.base import Finish, SamplingParams, TextDelta
 from server.backends.llamacpp import LlamaCppBackend
 from server.backends.llamacpp_model import amx_kernels_avoided
 from server.errors import BadRequestError, UpstreamError
+from server.rlpa import build_messages
 from tests.fixtures.models import collect, embedded_settings
 
 MODEL = DEFAULT_ADAPTED_MODEL_NAME  # the shipped RLPA adapter on SmolLM2
@@ -60,8 +61,11 @@ async def test_streams_text_and_real_token_counts(llamacpp_backend: LlamaCppBack
 
 @pytest.mark.slow
 async def test_end_of_generation_token_is_counted(llamacpp_backend: LlamaCppBackend) -> None:
-    messages = [{"role": "user", "content": "Say hi"}]
-    params = SamplingParams(max_tokens=64, seed=5)
+    # The contract prompt, as the gateway sends it: the adapter answers with a short, well-formed
+    # block and reply (a bare "Say hi" without it drifts into markup that retokenizes
+    # differently, which is not what this test is about).
+    messages = build_messages([{"role": "user", "content": "Say hi"}], None, 2)
+    params = SamplingParams(max_tokens=256, seed=5, rlpa_format=True)
     text, finish = await collect(llamacpp_backend.stream(MODEL, messages, params))
     assert finish.reason == "stop"
     assert finish.completion_tokens == count_text_tokens(llamacpp_backend, text) + 1
