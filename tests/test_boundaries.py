@@ -69,6 +69,15 @@ def test_training_imports_only_the_contract_from_server() -> None:
     assert bad == []
 
 
+def test_the_chat_domain_imports_nothing_of_the_openai_wire_layer() -> None:
+    bad = [
+        (str(path), name)
+        for path, name in _imports("server/chat")
+        if name == "server.openai" or name.startswith("server.openai.")
+    ]
+    assert bad == []
+
+
 def test_importing_the_gateway_loads_no_torch() -> None:
     code = "import sys, server.app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

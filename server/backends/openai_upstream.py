@@ -46,11 +46,11 @@ logger = logging.getLogger(__name__)
 
 COOLDOWN_S = 5.0
 _BACKOFF_S = 0.05
-# OpenAI and vLLM/llama.cpp request fields an upstream can honour, passed through as sent.
+# OpenAI and vLLM/llama.cpp request fields an upstream can honour, passed through as sent. Which
+# OpenAI fields reach a backend at all is decided by server.openai.fields.REQUEST_FIELDS.
 _EXTRAS = frozenset(
     {
-        "tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs",
-        "top_logprobs", "logit_bias", "repeat_penalty", "repetition_penalty", "top_k", "min_p",
+        "response_format", "logit_bias", "repeat_penalty", "repetition_penalty", "top_k", "min_p",
         "typical_p", "min_tokens", "ignore_eos", "stop_token_ids", "skip_special_tokens",
         "guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs",
         "chat_template_kwargs", "grammar", "mirostat_mode", "mirostat_tau", "mirostat_eta",

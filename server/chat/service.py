@@ -19,35 +19,63 @@ from typing import Any
 from server import metrics, rlpa
 from server.auth.service import Principal, validate_user
 from server.backends.base import ChatBackend, Finish, SamplingParams
-from server.errors import BadRequestError, NotFoundError, ProfileWriteError
-from server.openai import protocol as p
+from server.errors import NotFoundError, ProfileWriteError
 from server.profiles.service import ProfileService, ProfileState
 
 logger = logging.getLogger(__name__)
 
-# Fields the gateway cannot relay whatever the backend: their results would be lost.
-_NEVER_RELAYED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs")
 _MODELS_TTL_S = 30.0
 
 
 @dataclass
+class TurnRequest:
+    """What the client asks of one turn, in the gateway's terms: the wire layer builds it."""
+
+    model: str
+    history: list[dict[str, str]]  # {"role", "content"}, in the client's order
+    params: SamplingParams
+    n: int = 1
+    user: str | None = None
+    remember: bool = True  # the client lets the turn read and write the stored profile
+    include_usage: bool = False
+    return_profile: bool = False
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    """The profile a turn leaves behind, for a client that asked to see it."""
+
+    traits: list[str]
+    version: int
+
+
+@dataclass
+class TurnOutcome:
+    """What the turn has done to the profile so far: the choices and persist() fill it in."""
+
+    stored: ProfileState | None  # the user's profile: as opened, then as written
+    remember: bool  # read and write the stored profile (false once the user was erased)
+    version: int = 0
+    inferred: list[str] | None = None  # choice 0's completed profile block
+    profile: list[str] | None = None  # the same, until it has been persisted
+    write: asyncio.Future[bool] | None = None  # persist(), started once the block is complete
+
+
+@dataclass(frozen=True)
 class Turn:
+    """The turn's plan, fixed by prepare(), and its outcome, which the turn fills in."""
+
     request_id: str
     model: str
     tenant_id: int
     user: str | None
-    stored: ProfileState | None
-    remember: bool  # read and write the stored profile
     messages: list[dict[str, str]]
     params: SamplingParams
     n: int
     include_usage: bool
     return_profile: bool
+    outcome: TurnOutcome
     started: float = field(default_factory=time.monotonic)
-    inferred: list[str] | None = None  # choice 0's completed profile block
-    profile: list[str] | None = None  # the same, until it has been persisted
-    version: int = 0
-    write: asyncio.Future[bool] | None = None  # persist(), started once the block is complete
 
 
 class ChatService:
@@ -67,20 +95,20 @@ class ChatService:
             self._models = (time.monotonic(), names)
         return names
 
-    async def prepare(
-        self, body: p.ChatCompletionRequest, principal: Principal, request_id: str
-    ) -> Turn:
-        if body.model not in await self.models():
+    async def prepare(self, request: TurnRequest, principal: Principal, request_id: str) -> Turn:
+        if request.model not in await self.models():
             raise NotFoundError(
-                f"The model '{body.model}' does not exist.", param="model", code="model_not_found"
+                f"The model '{request.model}' does not exist.",
+                param="model",
+                code="model_not_found",
             )
-        params = self._params(body)
-        user = principal.bound_user or body.user or None  # an empty `user` names no one
+        params = request.params
+        user = principal.bound_user or request.user or None  # an empty `user` names no one
         if user is not None:
             validate_user(user)
-        remember = user is not None and body.rlpa.mode == "on"
+        remember = user is not None and request.remember
         stored = await self.profiles.open(principal.tenant_id, user) if remember and user else None
-        history = [{"role": m.role, "content": m.text()} for m in body.messages]
+        history = request.history
         if stored is not None and not stored.personalization:
             # The user opted out: ordinary chat on the client's messages, nothing read or kept.
             remember, stored = False, None
@@ -98,57 +126,17 @@ class ChatService:
             )
         return Turn(
             request_id=request_id,
-            model=body.model,
+            model=request.model,
             tenant_id=principal.tenant_id,
             user=user,
-            stored=stored,
-            remember=remember,
             messages=messages,
             params=params,
-            n=body.n,
-            include_usage=bool(body.stream_options and body.stream_options.include_usage),
-            return_profile=body.rlpa.return_profile,
-            version=stored.version if stored else 0,
-        )
-
-    def _params(self, body: p.ChatCompletionRequest) -> SamplingParams:
-        for name in _NEVER_RELAYED:
-            if getattr(body, name) not in (None, False, []):
-                raise BadRequestError(
-                    f"'{name}' is not supported by this gateway: its results cannot be relayed "
-                    "through the profile-aware reply.",
-                    param=name,
-                    code="unsupported_parameter",
-                )
-        supported = self.backend.supported_extras()
-        extra: dict[str, Any] = {}
-        fmt = body.response_format
-        if fmt is not None and fmt.get("type") != "text":
-            extra["response_format"] = fmt
-        if body.logit_bias:
-            extra["logit_bias"] = body.logit_bias
-        for name in extra:
-            if name not in supported:
-                raise BadRequestError(
-                    f"'{name}' is not supported by the configured backend.",
-                    param=name,
-                    code="unsupported_parameter",
-                )
-        for name, value in (body.model_extra or {}).items():
-            if name in supported:
-                extra[name] = value
-            else:
-                logger.info("ignoring unknown request field %r", name)
-        return SamplingParams(
-            max_tokens=body.max_completion_tokens or body.max_tokens,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            stop=body.stop_list(),
-            seed=body.seed,
-            presence_penalty=body.presence_penalty,
-            frequency_penalty=body.frequency_penalty,
-            extra=extra,
-            rlpa_format=True,
+            n=request.n,
+            include_usage=request.include_usage,
+            return_profile=request.return_profile,
+            outcome=TurnOutcome(
+                stored=stored, remember=remember, version=stored.version if stored else 0
+            ),
         )
 
     def _choice_params(self, turn: Turn, index: int) -> SamplingParams:
@@ -166,7 +154,7 @@ class ChatService:
                 if isinstance(event, Finish):
                     tail = splitter.finish()
                     if tail.profile is not None and index == 0:
-                        turn.inferred = turn.profile = tail.profile
+                        turn.outcome.inferred = turn.outcome.profile = tail.profile
                         self._start_write(turn)
                     if tail.text:
                         yield tail.text
@@ -178,7 +166,7 @@ class ChatService:
                     return
                 step = splitter.feed(event.text)
                 if step.profile is not None and index == 0:
-                    turn.inferred = turn.profile = step.profile
+                    turn.outcome.inferred = turn.outcome.profile = step.profile
                     self._start_write(turn)
                 if step.text:
                     yield step.text
@@ -189,8 +177,8 @@ class ChatService:
         except Exception:
             # The backend failed after the block: its write is under way. The client hears of the
             # failure once that write is done, so that its next turn sees the change.
-            if turn.write is not None:
-                await asyncio.wait([turn.write])
+            if turn.outcome.write is not None:
+                await asyncio.wait([turn.outcome.write])
             raise
 
     def _in_background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -202,11 +190,12 @@ class ChatService:
 
     def _start_write(self, turn: Turn) -> None:
         """Store the completed block's change now, overlapped with the rest of the reply."""
-        if turn.write is None and turn.remember and turn.profile is not None:
-            turn.write = self._in_background(self.persist(turn))
+        out = turn.outcome
+        if out.write is None and out.remember and out.profile is not None:
+            out.write = self._in_background(self.persist(turn))
             # Its failure is raised to the client by finish_turn; a client that left is not
             # told, and persist() has logged it.
-            turn.write.add_done_callback(lambda task: task.cancelled() or task.exception())
+            out.write.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def persist(self, turn: Turn) -> bool:
         """Apply choice 0's profile change to the user's latest version. Idempotent per turn.
@@ -215,10 +204,11 @@ class ChatService:
         ProfileWriteError when the change could not be stored: the client must not be told "ok"
         while what it said was dropped.
         """
-        if not turn.remember or turn.user is None or turn.profile is None or turn.stored is None:
+        out = turn.outcome
+        if not out.remember or turn.user is None or out.profile is None or out.stored is None:
             return False
-        block, turn.profile = turn.profile, None
-        change = rlpa.profile_change(self.contract_version, turn.stored.traits, block)
+        block, out.profile = out.profile, None
+        change = rlpa.profile_change(self.contract_version, out.stored.traits, block)
         if not change:
             metrics.PROFILE_BLOCKS_SKIPPED.labels("unchanged" if block else "empty").inc()
             return False
@@ -226,7 +216,7 @@ class ChatService:
             state = await self.profiles.apply_change(
                 turn.tenant_id,
                 turn.user,
-                turn.stored,
+                out.stored,
                 change,
                 model_name=turn.model,
                 request_id=turn.request_id,
@@ -238,17 +228,18 @@ class ChatService:
         if state is None:
             logger.info("request %s: the user was erased during the turn", turn.request_id)
             # Nothing of the erased profile goes back to the client either.
-            turn.remember, turn.stored, turn.version, turn.inferred = False, None, 0, None
+            out.remember, out.stored, out.version, out.inferred = False, None, 0, None
         else:
-            turn.stored, turn.version = state, state.version
+            out.stored, out.version = state, state.version
         return True
 
     async def finish_turn(self, turn: Turn) -> None:
         """After the last choice: wait for the profile write (shielded from a disconnect: it
         goes on in the background) and note the user was seen."""
+        out = turn.outcome
         self._start_write(turn)
-        wrote = await asyncio.shield(turn.write) if turn.write is not None else False
-        if not wrote and turn.remember and turn.user is not None:
+        wrote = await asyncio.shield(out.write) if out.write is not None else False
+        if not wrote and out.remember and turn.user is not None:
             self._in_background(self._touch(turn))
 
     async def _touch(self, turn: Turn) -> None:
@@ -258,14 +249,15 @@ class ChatService:
         except Exception as exc:  # "last seen" is best effort; the profile itself is not
             logger.warning("could not mark user as seen: %r", exc)
 
-    def rlpa_block(self, turn: Turn) -> p.RLPAProfile | None:
+    def rlpa_block(self, turn: Turn) -> ProfileView | None:
+        out = turn.outcome
         if not turn.return_profile:
             return None
-        if turn.remember:
-            traits = turn.stored.traits if turn.stored else []
+        if out.remember:
+            traits = out.stored.traits if out.stored else []
         else:  # a temporary chat: what the model inferred, stored nowhere
-            traits = rlpa.profile_change(self.contract_version, [], turn.inferred or []).apply([])
-        return p.RLPAProfile(profile=traits, version=turn.version)
+            traits = rlpa.profile_change(self.contract_version, [], out.inferred or []).apply([])
+        return ProfileView(traits=traits, version=out.version)
 
     async def aclose(self) -> None:
         if self._background:

@@ -9,12 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from server import observability
-from server.chat import respond
 from server.chat.service import ChatService
 from server.deps import ChatPrincipalDep, StateDep
 from server.errors import NotFoundError, UpstreamError
+from server.openai import fields, render, sse
 from server.openai import protocol as p
-from server.openai import sse
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -52,15 +51,16 @@ async def create_chat_completion(
     body: p.ChatCompletionRequest, request: Request, principal: ChatPrincipalDep, chat: ChatDep
 ) -> Any:
     request_id = request.scope.get("state", {}).get("request_id") or f"req-{uuid.uuid4().hex}"
-    turn = await chat.prepare(body, principal, request_id)
+    asked = fields.turn_request(body, chat.backend.supported_extras())
+    turn = await chat.prepare(asked, principal, request_id)
     observability.note_model(turn.model)  # checked against the served models: a bounded label
     observability.note_user(turn.user)
     if not body.stream:
-        return await respond.complete(chat, turn)
-    chunks = respond.stream(chat, turn, f"chatcmpl-{uuid.uuid4().hex}")
-    first = await anext(chunks)  # errors before the first chunk keep their HTTP status
+        return await render.complete(chat, turn)
+    # Returns once the backend has answered: errors before that keep their HTTP status.
+    chunks = await render.open_stream(chat, turn, f"chatcmpl-{uuid.uuid4().hex}")
     return StreamingResponse(
-        sse.encode(respond.prepend(first, chunks)),
+        sse.encode(chunks),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,3 +258,15 @@ async def test_an_unknown_model_is_a_404(app: App, backend: FakeBackend) -> None
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"
     assert backend.calls == []
+
+
+async def test_parallel_tool_calls_is_ignored_and_logged_not_dropped_silently(
+    app: App, backend: FakeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, client = app
+    backend.answer([], "ok")
+    with caplog.at_level(logging.INFO, logger="server.openai.fields"):
+        response = await _turn(client, parallel_tool_calls=False, top_k=2)
+    assert response.status_code == 200, response.text
+    assert backend.calls[0].params.extra == {"top_k": 2}
+    assert "ignoring request field 'parallel_tool_calls'" in caplog.text

@@ -1,4 +1,6 @@
-"""Turn a prepared chat turn into an OpenAI response: whole, or as stream chunks."""
+"""A prepared chat turn rendered in the OpenAI wire types: a whole response, or stream chunks.
+
+server.chat yields domain results (text deltas, a Finish, the profile); the wire shape is here."""
 
 from __future__ import annotations
 
@@ -8,10 +10,14 @@ from typing import TypeVar
 
 from server import metrics
 from server.backends.base import Finish
-from server.chat.service import ChatService, Turn
+from server.chat.service import ChatService, ProfileView, Turn
 from server.openai import protocol as p
 
 T = TypeVar("T")
+
+
+def _profile(view: ProfileView | None) -> p.RLPAProfile | None:
+    return None if view is None else p.RLPAProfile(profile=view.traits, version=view.version)
 
 
 def _usage(prompt: int, completion: int) -> p.UsageInfo:
@@ -46,18 +52,34 @@ async def complete(service: ChatService, turn: Turn) -> p.ChatCompletionResponse
         model=turn.model,
         choices=choices,
         usage=_usage(prompt_tokens, completion_tokens),
-        rlpa=service.rlpa_block(turn),
+        rlpa=_profile(service.rlpa_block(turn)),
     )
 
 
-async def prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
     yield first
     async for item in rest:
         yield item
 
 
-async def stream(
+async def open_stream(
     service: ChatService, turn: Turn, completion_id: str
+) -> AsyncIterator[p.ChatCompletionStreamResponse]:
+    """The turn's chunks, returned once the backend has answered choice 0.
+
+    The one peek on the streaming path: a backend that is down or refuses the request still gets
+    a proper HTTP status instead of a 200 stream. Later choices fail mid-stream whatever we do.
+    """
+    choice = service.choice(turn, 0)
+    first = await anext(choice)
+    return _stream(service, turn, completion_id, _prepend(first, choice))
+
+
+async def _stream(
+    service: ChatService,
+    turn: Turn,
+    completion_id: str,
+    first_choice: AsyncIterator[str | Finish],
 ) -> AsyncIterator[p.ChatCompletionStreamResponse]:
     created = int(time.time())
 
@@ -79,12 +101,9 @@ async def stream(
     first_visible = True
     trailing: list[p.ChatCompletionStreamResponse] = []
     for index in range(turn.n):
-        items = service.choice(turn, index)
-        # Wait for the backend's first output before the first chunk, so that a backend that is
-        # down or refuses the request still gets a proper HTTP status instead of a 200 stream.
-        first = await anext(items)
+        items = first_choice if index == 0 else service.choice(turn, index)
         yield chunk(index, p.DeltaMessage(role="assistant", content=""))
-        async for item in prepend(first, items):
+        async for item in items:
             if isinstance(item, Finish):
                 prompt_tokens = item.prompt_tokens
                 completion_tokens += item.completion_tokens
@@ -111,6 +130,6 @@ async def stream(
                 usage=_usage(prompt_tokens, completion_tokens),
             )
         )
-    trailing[-1].rlpa = service.rlpa_block(turn)
+    trailing[-1].rlpa = _profile(service.rlpa_block(turn))
     for final in trailing:
         yield final
