@@ -167,3 +167,44 @@ async def test_gpu_stack_migrates_serves_and_stores_a_profile_version(
         assert [key async for key in cache.scan_iter(match=f"{cache_prefix}*")]
     finally:
         await cache.aclose()
+
+
+async def test_cpu_stack_migrates_serves_the_shipped_adapter_and_stores_a_profile_version(
+    empty_database: str, cache_prefix: str, tmp_path: Path
+) -> None:
+    """The compose `cpu` profile's processes: `migrate`, then `gateway-cpu` (the embedded model
+    with the adapter the package ships) on PostgreSQL + Redis; the README's first message is
+    stored on the first turn."""
+    migrate_env = service_env("migrate", COMPOSE_ENV) | {"RLPA_DATABASE_URL": empty_database}
+    await asyncio.to_thread(
+        subprocess.run,
+        _command([str(word) for word in services()["migrate"]["command"]]),
+        env=_process_env(migrate_env),
+        cwd=tmp_path,
+        check=True,
+        timeout=120,
+    )
+    settings = service_env("gateway-cpu", COMPOSE_ENV)
+    assert settings["RLPA_BACKEND"] == "llamacpp"
+    addresses = {
+        "RLPA_HOST": "127.0.0.1",
+        "RLPA_PORT": str(free_port()),
+        "RLPA_DATABASE_URL": empty_database,
+        "RLPA_REDIS_URL": REDIS_URL,
+    }
+    assert addresses.keys() <= settings.keys()
+    settings |= addresses | {"RLPA_REDIS_KEY_PREFIX": cache_prefix}
+    user = f"deploy-{uuid.uuid4().hex[:8]}"
+    with _running(_gateway_command(), _process_env(settings), tmp_path) as gateway:
+        async with openai.AsyncOpenAI(
+            base_url=f"{gateway}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=120
+        ) as client:
+            models = [model.id async for model in client.models.list()]
+            assert models == ["smollm2-135m-rlpa"]  # the shipped adapter, not the bare base
+            await client.chat.completions.create(
+                model=models[0],
+                messages=[{"role": "user", "content": "Hi! I am a nurse in Seattle."}],
+                user=user,
+                temperature=0,
+            )
+    assert await _stored_versions(empty_database, user) == [1]
