@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from tests.faults.turns import (
     stored_versions,
 )
 from tests.fixtures.db import ADMIN_KEY
-from tests.fixtures.live import free_port
+from tests.fixtures.live import free_port, rlpa_serve
 from tests.fixtures.procs import ThrowawayPostgres, ThrowawayRedis
 from tests.fixtures.upstreams import ScriptedUpstream, remembering
 
@@ -32,7 +31,6 @@ pytestmark = pytest.mark.slow
 
 ACKNOWLEDGED_BEFORE_KILL = 60
 CLIENTS = 6
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -52,31 +50,8 @@ def gateway_process(
         "RLPA_ADMIN_API_KEY": ADMIN_KEY,
         "RLPA_LOG_LEVEL": "warning",
     }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the gateway did not start"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
+    with rlpa_serve(env, port, log) as running:
+        yield running
 
 
 async def test_sigkill_loses_no_acknowledged_version(

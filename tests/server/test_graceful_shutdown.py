@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,12 +23,11 @@ from server.app import create_app
 from server.settings import Settings
 from tests.fixtures.app import auth, running
 from tests.fixtures.db import ADMIN_KEY, REDIS_URL
-from tests.fixtures.live import free_port
+from tests.fixtures.live import free_port, rlpa_serve
 from tests.fixtures.upstreams import ScriptedUpstream
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 MARGIN_S = 5.0
 TRAIT = "drinks green tea"
 BLOCK = f"<profile>\n- {TRAIT}\n</profile>\n\n<response>\n"
@@ -52,31 +50,8 @@ def gateway_process(
         "RLPA_ADMIN_API_KEY": ADMIN_KEY,
         "RLPA_SHUTDOWN_GRACE_S": str(grace_s),
     }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the gateway did not start"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
+    with rlpa_serve(env, port, log) as running:
+        yield running
 
 
 def _chat(user: str) -> dict[str, object]:
