@@ -74,3 +74,32 @@ def test_runs_on_another_transfer_set_or_an_unmeasured_shipped_stage_are_refused
         build_card("sft", {"sft": other}, {})
     with pytest.raises(ValueError, match="no measurements"):
         build_card("rl", {}, {"sft": simulated_run(tmp_path, "sft", "test")}, (), {"rl": "no"})
+
+
+def test_an_earlier_cards_stages_are_carried_only_while_what_it_hashed_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    sha = hashlib.sha256(TRANSFER_V1.read_bytes()).hexdigest()
+    earlier = build_card(
+        "sft",
+        {s: transfer_run(tmp_path, s, sha) for s in ("base", "sft")},
+        {s: simulated_run(tmp_path, s, "test") for s in ("base", "sft")},
+        [simulated_run(tmp_path, "sft", "validation")],
+        {"rl": "not yet"},
+    )
+    card = build_card(
+        "rl",
+        {"rl": transfer_run(tmp_path, "rl", sha)},
+        {"rl": simulated_run(tmp_path, "rl", "test")},
+        [simulated_run(tmp_path, "rl", "validation")],
+        carry=earlier,
+    )
+    assert list(card["stages"]) == ["base", "sft", "rl"]
+    assert card["stages"]["sft"] == earlier["stages"]["sft"]
+    assert [e["name"] for e in card["selection"]] == ["sft", "rl"]
+
+    stale = json.loads(json.dumps(earlier))
+    recipe = next(iter(stale["hashes"]["recipes"]))
+    stale["hashes"]["recipes"][recipe] = "0" * 64
+    with pytest.raises(ValueError, match="changed since the carried card"):
+        build_card("rl", {}, {"rl": simulated_run(tmp_path, "rl", "test")}, carry=stale)

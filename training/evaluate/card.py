@@ -7,6 +7,11 @@ what they were measured on, so a test can tell the card was computed from the co
         --selection runs/select-v2/sft-gpu/results.json runs/select-v2/sft/results.json \\
         --not-run rl="why"
 
+A stage measured for an earlier card need not be measured again: `--carry models/.../eval.json`
+keeps that card's stages (and its selection entries) that this call does not measure anew, as
+long as every file the earlier card hashed still has the same hash (same transfer set, same
+recipes), which is checked.
+
 Per stage it keeps the transfer-set metrics (each a mean with its bootstrap 95% interval) and
 the simulated-user summary (profile F1 and the eval-only response score, with intervals); the
 selection block is what chose the shipped stage, on validation users only.
@@ -26,8 +31,8 @@ from training.eval_data import TRANSFER_V1
 from training.recipe import recipe_path
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPES = ("sft_cpu", "transfer", "card_v2", "select_v2")
-"""The recipes the shipped card depends on: training, and the three evals."""
+RECIPES = ("sft_cpu", "rl_cpu", "transfer", "card_v2", "select_v2")
+"""The recipes the shipped card depends on: training (SFT, RL), and the three evals."""
 
 
 def sha256(path: str | Path) -> str:
@@ -79,6 +84,15 @@ def _only_system(path: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return systems[name], results
 
 
+def carried(previous: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`previous` (an earlier card), once every file it hashed is checked unchanged."""
+    for files in previous["hashes"].values():
+        for path, digest in files.items():
+            if not (ROOT / path).is_file() or sha256(ROOT / path) != digest:
+                raise ValueError(f"{path} changed since the carried card was measured")
+    return previous
+
+
 def build_card(
     shipped: str,
     transfer: Mapping[str, str],
@@ -86,7 +100,10 @@ def build_card(
     selection: Sequence[str] = (),
     not_run: Mapping[str, str] | None = None,
     title: str = "smollm2-135m-rlpa (contract v2)",
+    carry: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    card_hashes = hashes()
+    previous = carried(carry) if carry else {"stages": {}, "selection": []}
     stages: dict[str, Any] = {}
     transfer_sha = None
     for stage in [*transfer, *(s for s in simulated if s not in transfer)]:
@@ -104,14 +121,19 @@ def build_card(
         stages[stage] = entry
     for stage, reason in (not_run or {}).items():
         stages[stage] = {"not_run": reason}
+    for stage, entry in previous["stages"].items():
+        if stage not in stages and "not_run" not in entry:
+            stages[stage] = entry
+    stages = {name: stages[name] for name in sorted(stages, key=_stage_order)}
     if shipped not in stages or "not_run" in stages[shipped]:
         raise ValueError(f"the shipped stage {shipped!r} has no measurements")
-    chosen = []
+    chosen: list[dict[str, Any]] = []
     for path in selection:
         results = json.loads(Path(path).read_text())
         for system in results["systems"]:
             chosen.append({"name": system["name"], **_simulated(system, results.get("config", {}))})
-    card_hashes = hashes()
+    names = {entry["name"] for entry in chosen}
+    chosen = [e for e in previous["selection"] if e["name"] not in names] + chosen
     if transfer_sha is not None and transfer_sha not in card_hashes["transfer_set"].values():
         raise ValueError("the transfer runs were not made on the committed transfer set")
     return {
@@ -123,6 +145,11 @@ def build_card(
         "selection": chosen,
         "hashes": card_hashes,
     }
+
+
+def _stage_order(name: str) -> tuple[int, str]:
+    order = ("base", "sft", "rl")
+    return (order.index(name) if name in order else len(order), name)
 
 
 def _cell(estimate: Mapping[str, Any] | None, digits: int = 3) -> str:
@@ -212,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simulated", nargs="*", default=[], metavar="STAGE=RESULTS_JSON")
     parser.add_argument("--selection", nargs="*", default=[], metavar="RESULTS_JSON")
     parser.add_argument("--not-run", nargs="*", default=[], metavar="STAGE=REASON")
+    parser.add_argument(
+        "--carry", metavar="CARD_JSON", help="keep this earlier card's stages not measured anew"
+    )
     args = parser.parse_args(argv)
     card = build_card(
         args.shipped,
@@ -219,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         _pairs(args.simulated, "--simulated"),
         args.selection,
         _pairs(args.not_run, "--not-run"),
+        carry=json.loads(Path(args.carry).read_text()) if args.carry else None,
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
