@@ -79,6 +79,11 @@ class DialogueArgs:
     opener_fact_share: float = field(
         default=0.5, metadata={"help": "share of conversations whose first message states a fact"}
     )
+    natural_opener_share: float = field(
+        default=0.0,
+        metadata={"help": "of those first messages, the share said in one run as people write: "
+                  "a greeting, two facts joined by 'and', the request before or after them"},
+    )  # fmt: skip
     target_wording: str = field(
         default="spoken",
         metadata={"help": "what a target trait says: 'spoken' (the user's own words, in the "

@@ -235,9 +235,14 @@ def simulate_dialogue(
         stored = after
 
 
+_REQUEST_CORE = re.compile(r"^(?:hey|hi|hello)[.,!]\s*")
+
+
 def _answer(request: str, rng: random.Random) -> str | None:
+    said = request.lower()
     for opener, answers in ANSWERS.items():
-        if request.endswith(opener) or request.endswith(opener[:1].upper() + opener[1:]):
+        # The request may open the message, close it, or follow the facts ("..., so how do I").
+        if _REQUEST_CORE.sub("", opener.lower()).rstrip("?.") in said:
             return rng.choice(answers)
     return None
 

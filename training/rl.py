@@ -100,6 +100,7 @@ def make_user(config: RLRunConfig) -> Callable[[], UserSimulator]:
         config.simulator,
         share=config.reveal_share,
         opener_fact_share=config.opener_fact_share,
+        natural_opener_share=config.natural_opener_share,
         phrasing_split="train",
     )
 

@@ -41,6 +41,7 @@ def build_dataset(config: SFTRunConfig, holdout: bool = False) -> Dataset:
             change_at_turn=config.change_at_turn,
             share=config.reveal_share,
             opener_fact_share=config.opener_fact_share,
+            natural_opener_share=config.natural_opener_share,
             phrasing_split="train",
         )
 

@@ -18,7 +18,7 @@ from server.rlpa import (
     render_output,
 )
 from training.data import generate_profiles
-from training.dialogues import second_person, sft_examples, simulate_dialogue
+from training.dialogues import ANSWERS, second_person, sft_examples, simulate_dialogue
 from training.simulators import ScriptedUser
 from training.simulators.phrasing import third_person
 
@@ -216,3 +216,23 @@ def test_lora_sft_resumes_from_its_last_checkpoint(tiny_llama_dir: Path, tmp_pat
     assert [step for step, _ in _logged(out, "loss")] == [1, 2, 3]
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
+
+
+def test_a_first_message_in_one_run_teaches_each_fact_alone_without_the_request() -> None:
+    """ "Hi! I'm a nurse and I love hiking, so any ideas?" -> two traits, neither carrying the
+    request or the other fact, and the teacher still answers the request."""
+    pairs = answered = 0
+    for index, profile in enumerate(generate_profiles(30, seed=5)):
+        user = ScriptedUser(opener_fact_share=1.0, natural_opener_share=1.0)
+        first = next(iter(simulate_dialogue(profile, user, seed=index, max_turns=1)))
+        message = first.prompt[-1]["content"]
+        parsed = parse_output(first.completion)
+        assert parsed.format_ok and first.revealed, message
+        traits = [line for line in parsed.profile if not line.startswith("forget:")]
+        assert len(traits) == len(first.revealed) in (1, 2), (message, traits)
+        for trait in traits:
+            assert "?" not in trait and " so " not in trait, (message, trait)
+        pairs += len(traits) == 2 and " and " in message
+        answered += any(a in parsed.response for ans in ANSWERS.values() for a in ans)
+    assert pairs >= 8, "about two in three such first messages state two facts"
+    assert answered == 30, "the teacher answers the request wherever it sits in the message"

@@ -179,12 +179,17 @@ def generator_templates() -> tuple[re.Pattern[str], ...]:
 @cache
 def sampled_sentences() -> frozenset[str]:
     """What the seeded generators actually produce: profiles and scripted SFT conversations,
-    user turns and teacher turns alike (with a preference change in some)."""
+    user turns and teacher turns alike (with a preference change in some, a fact-stating first
+    message in half)."""
     texts: list[str] = []
     profiles = generate_profiles(5000, seed=0)
     texts += [trait.text for profile in profiles for trait in profile.traits]
     for index, profile in enumerate(profiles[:300]):
-        user = ScriptedUser(change_at_turn=3 if index % 3 == 0 else None)
+        user = ScriptedUser(
+            change_at_turn=3 if index % 3 == 0 else None,
+            opener_fact_share=0.5 if index % 2 else 0.0,
+            natural_opener_share=0.7,  # first messages in one run, as the SFT recipes draw them
+        )
         turns = list(dialogues.simulate_dialogue(profile, user, seed=index, max_turns=8))
         texts += [m["content"] for m in turns[-1].prompt if m["role"] != "system"]
         texts += [turn.completion for turn in turns]

@@ -21,7 +21,9 @@ _GENERIC = frozenset(
 _IRREGULAR = {"is": "I'm", "has": "I have", "does": "I do", "goes": "I go"} | {
     modal: f"I {modal}" for modal in "was had did would will can could".split()
 }
-_ADVERBS = frozenset("always often usually really still never sometimes rarely mostly".split())
+_ADVERBS = frozenset(
+    "always often usually really still never sometimes rarely mostly only also just mainly".split()
+)
 _POSSESSIVES = re.compile(r"\b(?:his|her|their)\b", re.I)
 _REFLEXIVES = re.compile(r"\b(?:himself|herself|themselves|themself)\b", re.I)
 _TASTES = ("diet", "cuisine", "drink", "hobbies", "sport", "music", "reading", "travel", "screen")

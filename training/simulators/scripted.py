@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Sequence
 
 from training.data.profiles import Profile, Trait
@@ -40,6 +41,8 @@ REPEATED = (
 FLATTERED = ("Skip the compliments.", "No need to butter me up.", "Less flattery, please.")
 LEADS = ("Honestly, ", "Well, ", "For what it's worth, ", "Thing is, ")
 CHANGED = ("Actually, that's changed: ", "Oh, update on that: ", "Scratch what I said earlier: ")
+GREETINGS = ("", "", "Hi! ", "Hey, ", "Hello. ", "hi, ", "Morning! ", "Hey there. ")
+_GREETED = re.compile(r"^(?:hey|hi|hello)[.,!]\s*", re.I)
 
 REPEAT_SIMILARITY = 0.85
 
@@ -56,6 +59,7 @@ class ScriptedUser:
         unprompted: float = 0.7,
         opener_fact_share: float = 0.0,
         phrasing_split: str | None = None,
+        natural_opener_share: float = 0.0,
     ) -> None:
         self.change_at_turn = change_at_turn
         """Index of the user message (0 = the opener) that announces a preference change."""
@@ -68,6 +72,10 @@ class ScriptedUser:
         self.opener_fact_share = opener_fact_share
         """Share of conversations whose first message states a fact with its request, as people
         often do ("I'm vegetarian, any dinner ideas?")."""
+        self.natural_opener_share = natural_opener_share
+        """Of those openers, the share said in one run as people write: after a greeting, two
+        facts joined by "and", the request before or after them ("Hi! I'm a nurse and I love
+        hiking, so any ideas for the weekend?")."""
         self.start(Profile("empty"), 0)
 
     def start(self, profile: Profile, seed: int) -> None:
@@ -107,6 +115,8 @@ class ScriptedUser:
             opener = self._rng.choice(OPENERS)
             hidden = [t for t in self._profile.traits if t not in self._revealed]
             if hidden and self._rng.random() < self.opener_fact_share:
+                if self._rng.random() < self.natural_opener_share:
+                    return self._natural_opener(hidden, opener)
                 trait = self._rng.choice(hidden)
                 self._revealed.append(trait)
                 return f"{self._say(trait)} {opener[:1].upper()}{opener[1:]}"
@@ -129,6 +139,37 @@ class ScriptedUser:
         if not parts:
             parts.append(self._small_talk(last, turn))
         return " ".join(parts)
+
+    def _natural_opener(self, hidden: list[Trait], request: str) -> str:
+        """One or two facts and the request in one message, as people write a first message."""
+        rng = self._rng
+        facts = rng.sample(hidden, min(len(hidden), rng.choice((1, 2, 2))))
+        said: list[str] = []
+        for trait in facts:
+            sentence = self._say(trait).rstrip(".!")
+            self._revealed.append(trait)
+            if said and sentence.startswith("My "):
+                sentence = "my" + sentence[2:]
+            elif said and not sentence.startswith(("I ", "I'")):
+                said.append(". " + sentence)  # not a plain first-person clause: a new sentence
+                continue
+            said.append((" and " if said else "") + sentence)
+        facts_text = "".join(said)
+        request = request.rstrip()
+        greeted = _GREETED.match(request) is not None  # the request says its own hello
+        form = rng.randrange(3)
+        if form == 0 and not greeted:  # the facts, then what they mean for the request
+            text = f"{facts_text}, so {request[:1].lower()}{request[1:]}"
+        elif form in (0, 1):  # the request first, the facts after it
+            text = f"{request} {facts_text}."
+        else:
+            text = f"{facts_text}. {request[:1].upper()}{request[1:]}"
+        greeting = "" if greeted else rng.choice(GREETINGS)
+        if greeting and greeting[-2] == "," and not text.startswith(("I ", "I'")):
+            text = text[:1].lower() + text[1:]
+        elif not greeting or greeting[-2] in "!.":
+            text = text[:1].upper() + text[1:]
+        return greeting + text
 
     def _complaints(self, last: str, earlier: Sequence[str]) -> list[str]:
         if last and any(similarity(last, old) >= REPEAT_SIMILARITY for old in earlier):
