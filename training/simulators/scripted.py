@@ -115,7 +115,8 @@ class ScriptedUser:
             opener = self._rng.choice(OPENERS)
             hidden = [t for t in self._profile.traits if t not in self._revealed]
             if hidden and self._rng.random() < self.opener_fact_share:
-                if self._rng.random() < self.natural_opener_share:
+                # (No draw when off: users of earlier runs meet the same sequence.)
+                if self.natural_opener_share and self._rng.random() < self.natural_opener_share:
                     return self._natural_opener(hidden, opener)
                 trait = self._rng.choice(hidden)
                 self._revealed.append(trait)
