@@ -2,6 +2,11 @@
 rlpa gateway (PostgreSQL + Redis, a profile read and a version written every turn) and through
 LiteLLM's proxy (one worker, no profile work). Prints a table; not a test.
 
+Two gateway paths: `rlpa` (every turn asks for its version with `return_profile`, so the reply
+waits for the commit) and `rlpa-behind` (RLPA_PROFILE_WRITE_BEHIND=true, turns that do not ask:
+the reply goes out while the version commits). For `rlpa-behind` the check at the end is that
+every answered turn's version is in PostgreSQL once the gateway has been stopped with SIGTERM.
+
     PYTHONPATH=. .venv/bin/python bench/gateway_overhead.py  # 2 rounds, 1 and 16 clients
     PYTHONPATH=. .venv/bin/python bench/gateway_overhead.py --seconds 2 --paths direct,rlpa
 
@@ -46,7 +51,12 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 KEY = "sk-rlpa-bench-admin-key-0123456789"  # the gateway's admin key and LiteLLM's master key
 REPLY = ["Sure", ",", " here", " you", " go", "."]
 TURNS_PER_USER = 20  # users rotate, so profiles stay at a realistic size (under 20 traits)
-PATHS = ("direct", "rlpa", "baseline", "litellm")
+# Each client speaks for a few users in turn, as an app's backend does: a person's next message
+# comes after they have read the reply, not the instant it ends.
+USERS_PER_CLIENT = 4
+PATHS = ("direct", "rlpa", "rlpa-behind", "baseline", "litellm")
+GATEWAYS = ("rlpa", "rlpa-behind", "baseline")
+REPORTING = ("rlpa", "baseline")  # gateway paths whose turns report their version
 
 
 def serve_upstream(url_file: Path) -> None:
@@ -135,6 +145,7 @@ class Sample:
     elapsed: float = 0.0
     errors: list[str] = field(default_factory=list)
     acknowledged: list[tuple[str, int]] = field(default_factory=list)  # (user, version)
+    answered: list[str] = field(default_factory=list)  # the user of each answered turn
     cpu_s: float = 0.0  # the path's own server processes, while measured
 
 
@@ -166,7 +177,7 @@ async def run_round(
     path: str, port: int, clients: int, stream: bool, seconds: float, tag: str, sample: Sample
 ) -> None:
     """`clients` clients sending turns back to back for `seconds`, each as its own user."""
-    gateway = path not in ("direct", "litellm")
+    gateway = path in GATEWAYS
     headers = "" if path == "direct" else f"Authorization: Bearer {KEY}\r\n"
     deadline = time.perf_counter() + seconds
     replies: list[tuple[str, bytes]] = []
@@ -176,14 +187,15 @@ async def run_round(
         turn = 0
         try:
             while time.perf_counter() < deadline:
-                user = f"{tag}-c{index}-u{turn // TURNS_PER_USER}"
+                group, seat = divmod(turn, USERS_PER_CLIENT * TURNS_PER_USER)
+                user = f"{tag}-c{index}-u{group * USERS_PER_CLIENT + seat % USERS_PER_CLIENT}"
                 body: dict[str, Any] = {
                     "model": "scripted",
                     "messages": [{"role": "user", "content": f"fact {turn} of {user}"}],
                     "user": user,
                     "stream": stream,
                 }
-                if gateway:
+                if path in REPORTING:
                     body["rlpa"] = {"return_profile": True}
                 started = time.perf_counter()
                 status, data = await conn.post(
@@ -202,6 +214,9 @@ async def run_round(
     await asyncio.gather(*(client(i) for i in range(clients)))
     sample.elapsed += time.perf_counter() - started
     for user, data in replies:
+        if path not in REPORTING:
+            sample.answered.append(user)
+            continue
         version = _version(data, stream)
         if not version:
             sample.errors.append(f"no stored version reported: {data[-300:]!r}")
@@ -220,6 +235,23 @@ async def lost_versions(dsn: str, acknowledged: list[tuple[str, int]]) -> int:
         await conn.close()
     stored = {(row[0], row[1]) for row in rows}
     return len(set(acknowledged) - stored)
+
+
+async def missing_versions(dsn: str, answered: list[str]) -> int:
+    """Answered turns whose version is not in PostgreSQL (each turn teaches one new fact)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT u.external_id, count(*) FROM profile_version v "
+            "JOIN end_user u ON u.id = v.end_user_id GROUP BY u.external_id"
+        )
+    finally:
+        await conn.close()
+    stored = {row[0]: row[1] for row in rows}
+    turns: dict[str, int] = {}
+    for user in answered:
+        turns[user] = turns.get(user, 0) + 1
+    return sum(max(0, n - stored.get(user, 0)) for user, n in turns.items())
 
 
 def _free_port() -> int:
@@ -269,7 +301,12 @@ def _litellm_binary(given: str | None) -> str | None:
 
 
 def _start_gateway(
-    args: argparse.Namespace, root: Path, up_url: str, dsn: str, log: Path
+    args: argparse.Namespace,
+    root: Path,
+    up_url: str,
+    dsn: str,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     env = {
@@ -281,6 +318,7 @@ def _start_gateway(
         "RLPA_REDIS_URL": args.redis,
         "RLPA_REDIS_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:8]}:",
         "RLPA_ADMIN_API_KEY": KEY,
+        **(extra_env or {}),
     }
     cmd = [sys.executable, *args.gateway_python, "serve", "--port", str(port)]
     process = _start(cmd, env, log, cwd=root)
@@ -328,10 +366,11 @@ def servers(
         up_url = url_file.read_text()
         ports = {"direct": int(up_url.rsplit(":", 1)[1].split("/")[0])}
         pids = {"direct": started[-1].pid}
-        roots = {"rlpa": ROOT, "baseline": args.baseline}
+        roots = {"rlpa": ROOT, "rlpa-behind": ROOT, "baseline": args.baseline}
+        behind = {"rlpa-behind": {"RLPA_PROFILE_WRITE_BEHIND": "true"}}
         for path, dsn in dsns.items():
             process, ports[path] = _start_gateway(
-                args, roots[path], up_url, dsn, workdir / f"{path}.log"
+                args, roots[path], up_url, dsn, workdir / f"{path}.log", behind.get(path)
             )
             started.append(process)
             pids[path] = process.pid
@@ -376,8 +415,8 @@ def report(results: dict[tuple[str, bool, int], Sample]) -> None:
 
 
 async def measure(
-    args: argparse.Namespace, ports: dict[str, int], pids: dict[str, int], dsns: dict[str, str]
-) -> None:
+    args: argparse.Namespace, ports: dict[str, int], pids: dict[str, int]
+) -> dict[tuple[str, bool, int], Sample]:
     results: dict[tuple[str, bool, int], Sample] = {}
     paths = [p for p in PATHS if p in ports]
     for round_ in range(args.rounds):
@@ -397,10 +436,21 @@ async def measure(
     for key, sample in results.items():
         for error in sample.errors[:3]:
             print(f"error {key}: {error}")
+    return results
+
+
+async def check_stored(results: dict[tuple[str, bool, int], Sample], dsns: dict[str, str]) -> None:
+    """After the gateways were stopped (SIGTERM): every version they owed is in PostgreSQL."""
     for path, dsn in dsns.items():
-        acked = [pair for (p, _, _), s in results.items() if p == path for pair in s.acknowledged]
-        lost = await lost_versions(dsn, acked)
-        print(f"{path}: {len(acked)} versions acknowledged to clients, {lost} not in PostgreSQL")
+        samples = [s for (p, _, _), s in results.items() if p == path]
+        if path in REPORTING:
+            acked = [pair for s in samples for pair in s.acknowledged]
+            lost = await lost_versions(dsn, acked)
+            print(f"{path}: {len(acked)} versions acknowledged to clients, {lost} not stored")
+        else:
+            answered = [user for s in samples for user in s.answered]
+            missing = await missing_versions(dsn, answered)
+            print(f"{path}: {len(answered)} turns answered, {missing} versions not in PostgreSQL")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -408,7 +458,7 @@ async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="rlpa-bench-"))
     dsns: dict[str, str] = {}
     try:
-        for path in ("rlpa", "baseline"):
+        for path in GATEWAYS:
             if path not in args.paths or (path == "baseline" and args.baseline is None):
                 continue
             name = f"rlpa_bench_{path}_{uuid.uuid4().hex[:8]}"
@@ -419,12 +469,13 @@ async def main(args: argparse.Namespace) -> None:
             # Each gateway's own migrations: the baseline may be older than this checkout.
             url = dsns[path].replace("postgresql://", "postgresql+asyncpg://")
             code = "import sys; from server import migrate; migrate.upgrade(sys.argv[1])"
-            root = ROOT if path == "rlpa" else args.baseline
+            root = args.baseline if path == "baseline" else ROOT
             env = {**os.environ, "PYTHONPATH": str(root)}
             run = functools.partial(subprocess.run, cwd=root, env=env, check=True)
             await asyncio.to_thread(run, [sys.executable, "-c", code, url])
         with servers(args, workdir, dsns) as (ports, pids):
-            await measure(args, ports, pids, dsns)
+            results = await measure(args, ports, pids)
+        await check_stored(results, dsns)
     finally:
         for dsn in dsns.values():
             await admin.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')

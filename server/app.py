@@ -157,5 +157,10 @@ async def _start_chat(state: AppState, backend: ChatBackend | None) -> None:
     from server.backends import contract_version
 
     state.backend = backend
-    state.chat = ChatService(backend, state.profiles, contract_version(state.settings))
+    state.chat = ChatService(
+        backend,
+        state.profiles,
+        contract_version(state.settings),
+        write_behind=state.settings.profile_write_behind,
+    )
     logger.info("serving RLPA contract v%d", state.chat.contract_version)

@@ -5,6 +5,10 @@ change is written as soon as the block is complete, while the reply is still bei
 and the turn's last chunk (or whole response) waits for that commit. A turn that fails at the
 backend before its block is complete writes nothing; once the block is complete its change is
 stored whatever happens to the rest of the reply, as when the client disconnects.
+
+With `write_behind`, a turn that does not report its version (`return_profile`) does not wait for
+the commit: the reply goes out while the write finishes in the background. The same user's next
+turn on this process waits for that write before it reads the profile, so it sees the change.
 """
 
 from __future__ import annotations
@@ -80,12 +84,19 @@ class Turn:
 
 class ChatService:
     def __init__(
-        self, backend: ChatBackend, profiles: ProfileService, contract_version: int = 1
+        self,
+        backend: ChatBackend,
+        profiles: ProfileService,
+        contract_version: int = 1,
+        write_behind: bool = False,
     ) -> None:
         self.backend = backend
         self.profiles = profiles
         self.contract_version = contract_version
+        self.write_behind = write_behind
         self._background: set[asyncio.Task[Any]] = set()
+        # The write each user's latest turn left in flight: their next turn waits for it.
+        self._pending: dict[tuple[int, str], asyncio.Future[Any]] = {}
         self._models: tuple[float, list[str]] = (0.0, [])
 
     async def models(self) -> list[str]:
@@ -107,6 +118,8 @@ class ChatService:
         if user is not None:
             validate_user(user)
         remember = user is not None and request.remember
+        if user is not None and (pending := self._pending.get((principal.tenant_id, user))):
+            await asyncio.wait([pending])  # read this user's own last write (write_behind)
         stored = await self.profiles.open(principal.tenant_id, user) if remember and user else None
         history = request.history
         if stored is not None and not stored.personalization:
@@ -196,6 +209,18 @@ class ChatService:
             # Its failure is raised to the client by finish_turn; a client that left is not
             # told, and persist() has logged it.
             out.write.add_done_callback(lambda task: task.cancelled() or task.exception())
+            self._track(turn, out.write)
+
+    def _track(self, turn: Turn, task: asyncio.Future[Any]) -> None:
+        assert turn.user is not None  # remember implies a user
+        key = (turn.tenant_id, turn.user)
+        self._pending[key] = task
+
+        def settled(_: asyncio.Future[Any]) -> None:
+            if self._pending.get(key) is task:
+                del self._pending[key]
+
+        task.add_done_callback(settled)
 
     async def persist(self, turn: Turn) -> bool:
         """Apply choice 0's profile change to the user's latest version. Idempotent per turn.
@@ -238,9 +263,22 @@ class ChatService:
         goes on in the background) and note the user was seen."""
         out = turn.outcome
         self._start_write(turn)
+        if out.write is not None and self.write_behind and not turn.return_profile:
+            self._in_background(self._settle(turn, out.write))
+            return
         wrote = await asyncio.shield(out.write) if out.write is not None else False
         if not wrote and out.remember and turn.user is not None:
             self._in_background(self._touch(turn))
+
+    async def _settle(self, turn: Turn, write: asyncio.Future[bool]) -> None:
+        """write_behind: the rest of finish_turn, after the reply went out. A failed write was
+        logged and counted by persist(); no client is left to tell."""
+        try:
+            wrote = await write
+        except ProfileWriteError:
+            return
+        if not wrote and turn.outcome.remember and turn.user is not None:
+            await self._touch(turn)
 
     async def _touch(self, turn: Turn) -> None:
         assert turn.user is not None
