@@ -50,7 +50,7 @@ def test_the_peft_adapter_beside_it_names_the_hf_base_vllm_loads() -> None:
 def test_the_card_was_computed_from_the_committed_transfer_set_and_recipes() -> None:
     hashes = card()["hashes"]
     assert any(path.endswith("transfer_v1.jsonl") for path in hashes["transfer_set"])
-    assert {Path(p).stem for p in hashes["recipes"]} >= {"sft_cpu", "transfer", "card_v2"}
+    assert {Path(p).stem for p in hashes["recipes"]} >= {"sft_cpu", "rl_cpu", "transfer", "card_v2"}
     for group in ("transfer_set", "recipes"):
         for path, digest in hashes[group].items():
             actual = hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
@@ -59,7 +59,7 @@ def test_the_card_was_computed_from_the_committed_transfer_set_and_recipes() -> 
 
 def test_the_card_reports_each_stage_with_confidence_intervals() -> None:
     stages = card()["stages"]
-    assert list(stages) == ["base", "sft", "rl"]
+    assert next(iter(stages)) == "base" and {"sft", "rl"} <= set(stages)
     shipped = stages[card()["shipped_stage"]]
     for stage in stages.values():
         if "not_run" in stage:

@@ -103,3 +103,17 @@ def test_an_earlier_cards_stages_are_carried_only_while_what_it_hashed_is_unchan
     stale["hashes"]["recipes"][recipe] = "0" * 64
     with pytest.raises(ValueError, match="changed since the carried card"):
         build_card("rl", {}, {"rl": simulated_run(tmp_path, "rl", "test")}, carry=stale)
+
+
+def test_a_stage_may_be_named_otherwise_than_the_system_in_its_runs(tmp_path: Path) -> None:
+    sha = hashlib.sha256(TRANSFER_V1.read_bytes()).hexdigest()
+    card = build_card(
+        "sft-natural",
+        {"sft-natural": transfer_run(tmp_path, "sftn", sha) + "@sftn"},
+        {"sft-natural": simulated_run(tmp_path, "sftn", "test") + "@sftn"},
+        ["sft-natural=" + simulated_run(tmp_path, "sftn", "validation")],
+    )
+    assert list(card["stages"]) == ["sft-natural"]
+    assert card["selection"][0]["name"] == "sft-natural"
+    with pytest.raises(ValueError, match="no system 'sft-natural'"):
+        build_card("sft-natural", {"sft-natural": transfer_run(tmp_path, "sftn", sha)}, {})

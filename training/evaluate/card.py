@@ -31,8 +31,8 @@ from training.eval_data import TRANSFER_V1
 from training.recipe import recipe_path
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPES = ("sft_cpu", "rl_cpu", "transfer", "card_v2", "select_v2")
-"""The recipes the shipped card depends on: training (SFT, RL), and the three evals."""
+RECIPES = ("sft_cpu", "sft_natural_cpu", "rl_cpu", "transfer", "card_v2", "select_v2")
+"""The recipes the shipped card depends on: training (two SFT passes, RL), and the three evals."""
 
 
 def sha256(path: str | Path) -> str:
@@ -77,6 +77,10 @@ def _simulated(system: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str
 
 
 def _only_system(path: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The system `name` of a results file; `PATH@SYSTEM` names the system when the stage is
+    called otherwise in the card."""
+    path, _, system_name = path.partition("@")
+    name = system_name or name
     results = json.loads(Path(path).read_text())
     systems = {s["name"]: s for s in results["systems"]}
     if name not in systems:
@@ -128,10 +132,13 @@ def build_card(
     if shipped not in stages or "not_run" in stages[shipped]:
         raise ValueError(f"the shipped stage {shipped!r} has no measurements")
     chosen: list[dict[str, Any]] = []
-    for path in selection:
+    for value in selection:
+        # NAME=PATH names the (one) candidate in PATH as the card calls its stage.
+        name, _, path = value.rpartition("=")
         results = json.loads(Path(path).read_text())
         for system in results["systems"]:
-            chosen.append({"name": system["name"], **_simulated(system, results.get("config", {}))})
+            entry = _simulated(system, results.get("config", {}))
+            chosen.append({"name": name or system["name"], **entry})
     names = {entry["name"] for entry in chosen}
     chosen = [e for e in previous["selection"] if e["name"] not in names] + chosen
     if transfer_sha is not None and transfer_sha not in card_hashes["transfer_set"].values():
@@ -148,7 +155,7 @@ def build_card(
 
 
 def _stage_order(name: str) -> tuple[int, str]:
-    order = ("base", "sft", "rl")
+    order = ("base", "sft", "sft-natural", "rl")
     return (order.index(name) if name in order else len(order), name)
 
 
@@ -235,9 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate.card", description=__doc__)
     parser.add_argument("--out", required=True)
     parser.add_argument("--shipped", required=True, help="the stage that ships")
-    parser.add_argument("--transfer", nargs="*", default=[], metavar="STAGE=TRANSFER_JSON")
-    parser.add_argument("--simulated", nargs="*", default=[], metavar="STAGE=RESULTS_JSON")
-    parser.add_argument("--selection", nargs="*", default=[], metavar="RESULTS_JSON")
+    # STAGE=PATH@SYSTEM: the results name the system otherwise than the card names the stage.
+    parser.add_argument("--transfer", nargs="*", default=[], metavar="STAGE=TRANSFER_JSON[@SYSTEM]")
+    parser.add_argument("--simulated", nargs="*", default=[], metavar="STAGE=RESULTS_JSON[@SYSTEM]")
+    parser.add_argument("--selection", nargs="*", default=[], metavar="[STAGE=]RESULTS_JSON")
     parser.add_argument("--not-run", nargs="*", default=[], metavar="STAGE=REASON")
     parser.add_argument(
         "--carry", metavar="CARD_JSON", help="keep this earlier card's stages not measured anew"
