@@ -144,3 +144,18 @@ def test_response_is_the_share_of_replies_the_eval_judge_passes() -> None:
     scored = user_metrics(UserProfiles(user, [[], [], []], [], exchanges))
     assert scored.response == pytest.approx(2 / 4)
     assert run(user, [[]]).response is None  # no replies recorded, no score
+
+
+def test_run_on_traits_are_those_that_go_past_one_statement_pooled_over_users() -> None:
+    assert not transfer.runs_on("is a nurse in Seattle and loves hiking")
+    assert not transfer.runs_on("lives in St. Louis.")
+    assert transfer.runs_on("works nights, so they sleep late. What age are you?")
+    assert not transfer.runs_on("is it cheaper to fly on a Tuesday")
+    assert transfer.runs_on("is it cheaper to fly on a Tuesday?")
+    users = [
+        run(person(VEGAN), [["is vegan. Any ideas for dinner?", "is vegan", "likes jazz"]]),
+        run(person(KNEES), [["has bad knees"]]),
+    ]
+    assert (users[0].run_on, users[0].traits_end) == (1, 3)
+    estimate = summarise(users, resamples=200)["run_on_rate"]
+    assert estimate is not None and (estimate.mean, estimate.users) == (0.25, 2)

@@ -25,6 +25,10 @@ some gold fact. Per user, then over users (the unit tests pin each definition):
   gets an answer, and no question asks for a gold fact the user had already said (in
   conversation 2, every gold fact counts as said). Users whose replies were not recorded have
   none.
+- **run-on rate**: stored traits at the end of conversation 1 that run on past a statement (a
+  question mark, or a second sentence: "works nights, so they sleep late. What age are you?"),
+  over all traits stored then, pooled over users like the contradiction rate. The keyword gold
+  counts such a trait as correct when the fact is in it; this says how clean profiles read.
 
 Precision, recall, F1, retention and turn-1 recall are means over the users that have them.
 Every aggregate comes with a percentile bootstrap 95% interval over users (users resampled with
@@ -33,6 +37,7 @@ replacement, seeded), so two systems' intervals say whether 46 users can tell th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -47,7 +52,12 @@ METRICS = (
     "contradiction_rate",
     "turn1_recall",
     "response",
+    "run_on_rate",
 )
+POOLED = ("contradiction_rate", "run_on_rate")
+"""Ratios of sums over users; the rest are means over users."""
+_SENTENCE_BREAK = re.compile(r"(\w+)[.!;]\s+[A-Z]")
+_ABBREVIATIONS = frozenset("st dr mr mrs ms mt jr sr no vs etc".split())
 RESAMPLES = 2000
 
 
@@ -87,6 +97,10 @@ class UserMetrics:
     """Distinct traits stored at any point."""
     turn1_recall: float | None
     response: float | None = None
+    run_on: int = 0
+    """Traits stored at the end of conversation 1 that run on past a statement."""
+    traits_end: int = 0
+    """Traits stored at the end of conversation 1."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,7 +150,17 @@ def user_metrics(run: UserProfiles) -> UserMetrics:
         traits_seen=len(seen),
         turn1_recall=_share(turn1, run.conversation1[0]),
         response=response_score(run.user, run.exchanges),
+        run_on=sum(bool(runs_on(t)) for t in end),
+        traits_end=len(end),
     )
+
+
+def runs_on(trait: str) -> bool:
+    """Whether a stored trait goes on past one statement (a question, a second sentence)."""
+    text = trait.strip().rstrip(".!")
+    if "?" in text:
+        return True
+    return any(m.group(1).lower() not in _ABBREVIATIONS for m in _SENTENCE_BREAK.finditer(text))
 
 
 def response_score(user: TransferUser, exchanges: Sequence[Exchange]) -> float | None:
@@ -189,13 +213,22 @@ def summarise(
         return bootstrap(values, resamples=resamples, seed=seed)
 
     seen = [u for u in per_user if u.traits_seen]
-    contradiction = bootstrap(
-        [u.contradictions for u in seen],
-        [u.traits_seen for u in seen],
-        resamples=resamples,
-        seed=seed,
-    )
-    return {name: contradiction if name == "contradiction_rate" else mean(name) for name in METRICS}
+    ended = [u for u in per_user if u.traits_end]
+    pooled = {
+        "contradiction_rate": bootstrap(
+            [u.contradictions for u in seen],
+            [u.traits_seen for u in seen],
+            resamples=resamples,
+            seed=seed,
+        ),
+        "run_on_rate": bootstrap(
+            [u.run_on for u in ended],
+            [u.traits_end for u in ended],
+            resamples=resamples,
+            seed=seed,
+        ),
+    }
+    return {name: pooled[name] if name in POOLED else mean(name) for name in METRICS}
 
 
 HEADINGS = {
@@ -206,6 +239,7 @@ HEADINGS = {
     "contradiction_rate": "contradiction rate",
     "turn1_recall": "turn-1 recall",
     "response": "response (eval judge)",
+    "run_on_rate": "run-on traits",
 }
 
 
