@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 TRANSFER_V1 = Path(__file__).with_name("transfer_v1.jsonl")
+DEV_V1 = Path(__file__).with_name("dev_v1.jsonl")
+"""Hand-written users in the same format that may be read to diagnose and to choose (README)."""
 USER = "user"
 """`about` of a fact about the user themself; anything else names a third party."""
 FORBIDDEN_KINDS = ("negation", "outdated")
@@ -212,6 +214,7 @@ def load_transfer_set(path: str | Path = TRANSFER_V1) -> list[TransferUser]:
 
 
 __all__ = [
+    "DEV_V1",
     "FORBIDDEN_KINDS",
     "TRANSFER_V1",
     "USER",
