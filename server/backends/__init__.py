@@ -66,6 +66,12 @@ def contract_version(settings: Settings) -> int:
     try:
         version = int(json.loads(card.read_text()).get("contract_version", 1))
     except FileNotFoundError:
+        logger.warning(
+            "%s has no rlpa.json beside it: serving it under RLPA contract 1 (the block is the "
+            "whole profile); if it was trained on contract 2, put its rlpa.json there or set "
+            "RLPA_CONTRACT_VERSION=2",
+            adapter,
+        )
         return 1
     except (ValueError, AttributeError, TypeError) as exc:
         raise ValueError(f"{card} is not a valid rlpa.json: {exc}") from exc

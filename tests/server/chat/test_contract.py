@@ -25,7 +25,7 @@ HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def test_the_shipped_adapter_declares_its_contract_and_a_bare_model_gets_the_latest(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     shipped = json.loads(SHIPPED_ADAPTER.with_name("rlpa.json").read_text())["contract_version"]
     assert contract_version(Settings(_env_file=None)) == shipped  # type: ignore[call-arg]
@@ -40,6 +40,8 @@ def test_the_shipped_adapter_declares_its_contract_and_a_bare_model_gets_the_lat
     adapter = tmp_path / "adapter.gguf"
     adapter.write_bytes(b"")
     assert contract_version(Settings(_env_file=None, adapter=str(adapter))) == 1  # type: ignore[call-arg]
+    # A lone adapter file is served under v1, and the operator is told how to say otherwise.
+    assert "no rlpa.json beside it" in caplog.text and "RLPA_CONTRACT_VERSION=2" in caplog.text
     (tmp_path / "rlpa.json").write_text('{"contract_version": 7}')
     with pytest.raises(ValueError, match="contract 7"):
         contract_version(Settings(_env_file=None, adapter=str(adapter)))  # type: ignore[call-arg]
