@@ -23,7 +23,7 @@ from server.rlpa import ProfileChange, build_messages, render_change, render_out
 from training.data.profiles import Profile, Trait
 from training.simulators.base import Message, UserSimulator
 from training.simulators.phrasing import third_person
-from training.simulators.scripted import OPENERS
+from training.simulators.scripted import GREETED, OPENERS
 
 # One question per catalogue kind; each uses a topic word of its kind so the scripted user, who
 # reveals what the assistant's last message makes relevant, can answer it.
@@ -235,14 +235,11 @@ def simulate_dialogue(
         stored = after
 
 
-_REQUEST_CORE = re.compile(r"^(?:hey|hi|hello)[.,!]\s*")
-
-
 def _answer(request: str, rng: random.Random) -> str | None:
     said = request.lower()
     for opener, answers in ANSWERS.items():
         # The request may open the message, close it, or follow the facts ("..., so how do I").
-        if _REQUEST_CORE.sub("", opener.lower()).rstrip("?.") in said:
+        if GREETED.sub("", opener.lower()).rstrip("?.") in said:
             return rng.choice(answers)
     return None
 

@@ -19,6 +19,8 @@ from training import dialogues
 from training.data import generate_profiles
 from training.data.catalogue import KINDS
 from training.eval_data import (
+    DEV_V1,
+    TRANSFER_V1,
     USER,
     ForbiddenFact,
     TransferSetError,
@@ -83,19 +85,27 @@ def long_sentences(texts: Iterable[str]) -> set[str]:
 
 
 @cache
-def users() -> tuple[TransferUser, ...]:
-    return tuple(load_transfer_set())
+def users(path: Path = TRANSFER_V1) -> tuple[TransferUser, ...]:
+    return tuple(load_transfer_set(path))
 
 
-def transfer_sentences() -> dict[str, str]:
+@cache
+def transfer_sentences(path: Path = TRANSFER_V1) -> dict[str, str]:
     """Normalised sentence -> the user and message it comes from."""
     found: dict[str, str] = {}
-    for user in users():
+    for user in users(path):
         for conversation in user.conversations:
             for message in conversation:
                 for sentence in long_sentences([message]):
                     found.setdefault(sentence, f"{user.id}: {message}")
     return found
+
+
+@pytest.fixture(params=[TRANSFER_V1, DEV_V1], ids=["transfer", "dev"])
+def hand_written(request: pytest.FixtureRequest) -> Path:
+    """Each hand-written set: the rules below hold for the transfer set and the dev set alike."""
+    path: Path = request.param
+    return path
 
 
 # --- what the training data generators can say ---------------------------------------------
@@ -204,16 +214,16 @@ def test_transfer_set_loads_with_at_least_40_users_and_unique_ids() -> None:
     assert len({user.id for user in users()}) == len(users())
 
 
-def test_each_user_has_5_to_8_turns_then_a_short_second_conversation() -> None:
-    for user in users():
+def test_each_user_has_5_to_8_turns_then_a_short_second_conversation(hand_written: Path) -> None:
+    for user in users(hand_written):
         first, second = user.conversations
         assert 5 <= len(first) <= 8, user.id
         assert 2 <= len(second) <= 3, user.id
 
 
-def test_second_conversation_opens_with_a_neutral_message() -> None:
+def test_second_conversation_opens_with_a_neutral_message(hand_written: Path) -> None:
     personal = re.compile(r"\b(?:my|i'm|i am|i've|we're|our)\b", re.I)
-    for user in users():
+    for user in users(hand_written):
         opener = user.conversations[1][0]
         assert not any(fact.matches(opener) for fact in user.gold), (user.id, opener)
         assert not personal.search(opener.replace("\u2019", "'")), (user.id, opener)
@@ -232,8 +242,8 @@ def test_coverage_of_what_real_users_do() -> None:
     assert count(lambda u: u.small_talk) >= 5
 
 
-def test_every_gold_fact_is_grounded_in_the_turn_it_cites() -> None:
-    for user in users():
+def test_every_gold_fact_is_grounded_in_the_turn_it_cites(hand_written: Path) -> None:
+    for user in users(hand_written):
         for fact in user.gold:
             message = user.conversations[0][fact.turn - 1]
             keywords = {keyword for group in fact.any_of for keyword in group}
@@ -241,25 +251,25 @@ def test_every_gold_fact_is_grounded_in_the_turn_it_cites() -> None:
             assert fact.turn not in user.small_talk, (user.id, fact.fact)
 
 
-def test_canonical_wordings_match_their_own_keywords() -> None:
+def test_canonical_wordings_match_their_own_keywords(hand_written: Path) -> None:
     """A model that stores exactly the canonical fact scores it: the keywords are not stricter
     than the wording they stand for."""
-    for user in users():
+    for user in users(hand_written):
         for fact in (*user.gold, *user.forbidden):
             assert fact.matches(fact.fact), (user.id, fact.fact)
 
 
-def test_no_forbidden_group_matches_the_users_gold() -> None:
+def test_no_forbidden_group_matches_the_users_gold(hand_written: Path) -> None:
     """Checked on the bare keywords: the negation guard of ForbiddenFact.matches would excuse
     every gold fact that says "not", and hide a group that is too loose."""
-    for user in users():
+    for user in users(hand_written):
         for bad in user.forbidden:
             for fact in user.gold:
                 assert not keyword_match(fact.fact, bad.any_of), (user.id, bad.fact, fact.fact)
 
 
-def test_third_party_facts_name_the_party_in_every_group() -> None:
-    for user in users():
+def test_third_party_facts_name_the_party_in_every_group(hand_written: Path) -> None:
+    for user in users(hand_written):
         for fact in user.gold:
             if fact.about == USER:
                 continue
@@ -286,28 +296,32 @@ def test_generator_enumeration_sees_the_catalogue_and_the_simulators() -> None:
     assert normalise("I'm allergic to peanuts.") in sampled_sentences()
 
 
-def test_no_transfer_sentence_is_a_generator_phrasing() -> None:
-    leaked = {s: where for s, where in transfer_sentences().items() if s in generator_sentences()}
+def test_no_transfer_sentence_is_a_generator_phrasing(hand_written: Path) -> None:
+    leaked = {
+        s: where
+        for s, where in transfer_sentences(hand_written).items()
+        if s in generator_sentences()
+    }
     assert leaked == {}
 
 
-def test_no_transfer_sentence_fits_a_generator_template() -> None:
+def test_no_transfer_sentence_fits_a_generator_template(hand_written: Path) -> None:
     leaked = {
         sentence: (where, pattern.pattern)
-        for sentence, where in transfer_sentences().items()
+        for sentence, where in transfer_sentences(hand_written).items()
         for pattern in generator_templates()
         if pattern.fullmatch(sentence)
     }
     assert leaked == {}
 
 
-def test_no_transfer_sentence_appears_in_sampled_training_data() -> None:
+def test_no_transfer_sentence_appears_in_sampled_training_data(hand_written: Path) -> None:
     sampled = sampled_sentences()
-    leaked = {s: where for s, where in transfer_sentences().items() if s in sampled}
+    leaked = {s: where for s, where in transfer_sentences(hand_written).items() if s in sampled}
     assert leaked == {}
 
 
-def test_no_gold_fact_is_a_catalogue_phrasing() -> None:
+def test_no_gold_fact_is_a_catalogue_phrasing(hand_written: Path) -> None:
     catalogue_texts = {
         normalise(text)
         for kind in KINDS.values()
@@ -316,7 +330,7 @@ def test_no_gold_fact_is_a_catalogue_phrasing() -> None:
     }
     copied = [
         (user.id, fact.fact)
-        for user in users()
+        for user in users(hand_written)
         for fact in user.gold
         if normalise(fact.fact) in catalogue_texts
     ]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from training.eval_data import TRANSFER_V1
+from training.evaluate.transfer import HEADINGS
 from training.recipe import recipe_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,15 +167,8 @@ def _cell(estimate: Mapping[str, Any] | None, digits: int = 3) -> str:
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-TRANSFER_COLUMNS = {
-    "f1": "F1",
-    "precision": "precision",
-    "recall": "recall",
-    "retention": "retention",
-    "contradiction_rate": "contradiction rate",
-    "turn1_recall": "turn-1 recall",
-    "response": "response (eval judge)",
-}
+TRANSFER_COLUMNS = HEADINGS
+"""The transfer metrics the card shows: every one `rlpa eval --transfer` reports."""
 
 
 def markdown(card: Mapping[str, Any]) -> str:

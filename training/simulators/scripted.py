@@ -42,7 +42,8 @@ FLATTERED = ("Skip the compliments.", "No need to butter me up.", "Less flattery
 LEADS = ("Honestly, ", "Well, ", "For what it's worth, ", "Thing is, ")
 CHANGED = ("Actually, that's changed: ", "Oh, update on that: ", "Scratch what I said earlier: ")
 GREETINGS = ("", "", "Hi! ", "Hey, ", "Hello. ", "hi, ", "Morning! ", "Hey there. ")
-_GREETED = re.compile(r"^(?:hey|hi|hello)[.,!]\s*", re.I)
+GREETED = re.compile(r"^(?:hey|hi|hello)[.,!]\s*", re.I)
+"""A request that opens with its own hello ("hey. need some ideas...")."""
 
 REPEAT_SIMILARITY = 0.85
 
@@ -157,7 +158,7 @@ class ScriptedUser:
             said.append((" and " if said else "") + sentence)
         facts_text = "".join(said)
         request = request.rstrip()
-        greeted = _GREETED.match(request) is not None  # the request says its own hello
+        greeted = GREETED.match(request) is not None  # the request says its own hello
         form = rng.randrange(3)
         if form == 0 and not greeted:  # the facts, then what they mean for the request
             text = f"{facts_text}, so {request[:1].lower()}{request[1:]}"
