@@ -117,3 +117,40 @@ def test_a_stage_may_be_named_otherwise_than_the_system_in_its_runs(tmp_path: Pa
     assert card["selection"][0]["name"] == "sft-natural"
     with pytest.raises(ValueError, match="no system 'sft-natural'"):
         build_card("sft-natural", {"sft-natural": transfer_run(tmp_path, "sftn", sha)}, {})
+
+
+def test_stages_carried_from_a_card_measured_under_another_grammar_are_marked(
+    tmp_path: Path,
+) -> None:
+    sha = hashlib.sha256(TRANSFER_V1.read_bytes()).hexdigest()
+    earlier = build_card(
+        "sft",
+        {s: transfer_run(tmp_path, s, sha) for s in ("base", "sft")},
+        {s: simulated_run(tmp_path, s, "test") for s in ("base", "sft")},
+        [simulated_run(tmp_path, "sft", "validation")],
+    )
+    served = next(iter(hashes()["grammar"].values()))
+    assert {stage["grammar"] for stage in earlier["stages"].values()} == {served}
+    assert "\u2020" not in markdown(earlier)
+
+    # The same card as one from before the grammar was hashed: its entries say nothing.
+    older = json.loads(json.dumps(earlier))
+    del older["hashes"]["grammar"]
+    for entry in [*older["stages"].values(), *older["selection"]]:
+        del entry["grammar"]
+    card = build_card(
+        "sft-natural",
+        {"sft-natural": transfer_run(tmp_path, "sft-natural", sha)},
+        {"sft-natural": simulated_run(tmp_path, "sft-natural", "test")},
+        ["sft-natural=" + simulated_run(tmp_path, "sft-natural", "validation")],
+        carry=older,
+    )
+    assert card["stages"]["sft"]["grammar"] is None
+    assert card["stages"]["sft-natural"]["grammar"] == served
+    assert [(e["name"], e["grammar"]) for e in card["selection"]] == [
+        ("sft", None),
+        ("sft-natural", served),
+    ]
+    table = markdown(card)
+    assert "| sft \u2020 | 0.500" in table and "| sft-natural | 0.500" in table
+    assert "\u2020 measured under an earlier output grammar" in table

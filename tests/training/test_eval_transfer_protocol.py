@@ -106,5 +106,13 @@ def test_transfer_flags_parse_into_the_one_config() -> None:
     config, _ = parse_config(["--transfer", "my.jsonl", "--transfer-users", "2"])
     assert (config.transfer_path, config.transfer_users) == ("my.jsonl", 2)
     assert parse_config([])[0].transfer_path is None
+
+
+def test_a_transfer_run_without_a_recipe_decodes_greedily_like_the_card() -> None:
+    # Readings of the transfer or dev set are compared across runs: a sampled one cannot be.
+    config, _ = parse_config(["--transfer", "dev.jsonl", "--gateway", "http://localhost:8000"])
+    assert config.systems[0].do_sample is False
+    config, _ = parse_config(["--gateway", "http://localhost:8000"])  # simulated users: recipe's
+    assert config.systems[0].do_sample is True
     with pytest.raises(ValueError, match="--card"):
         main(["--transfer", "--card", "eval.json", "--gateway", "http://localhost:1"])

@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         const=str(TRANSFER_V1),
         dest="transfer_path",
         metavar="JSONL",
-        help="run the hand-written transfer set (default: transfer_v1) instead of simulated users",
+        help="run the hand-written transfer set (default: transfer_v1) instead of simulated\n"
+        "users; without --recipe, with the `transfer` recipe (greedy decoding)",
     )
     add("--transfer-users", type=int, help="the first N transfer-set users (default: all)")
     add("--card", help='also write the eval card ({"stages": {system: metrics}}) here')
@@ -168,7 +169,11 @@ def parse_config(argv: list[str] | None = None) -> tuple[EvalConfig, list[str]]:
 def config_from_args(args: dict[str, Any]) -> tuple[EvalConfig, list[str]]:
     """`parse_config` on arguments already parsed (it consumes them)."""
     values: dict[str, Any] = {}
-    if recipe := args.pop("recipe"):
+    recipe = args.pop("recipe")
+    if recipe is None and args.get("transfer_path"):
+        # Transfer and dev readings are compared across runs and sessions: greedy, like the card's.
+        recipe = "transfer"
+    if recipe:
         from training.evaluate.config import load_recipe
 
         values.update(load_recipe(recipe))

@@ -9,8 +9,11 @@ what they were measured on, so a test can tell the card was computed from the co
 
 A stage measured for an earlier card need not be measured again: `--carry models/.../eval.json`
 keeps that card's stages (and its selection entries) that this call does not measure anew, as
-long as every file the earlier card hashed still has the same hash (same transfer set, same
-recipes), which is checked.
+long as the transfer set and recipes the earlier card hashed still have the same hash, which is
+checked. The output grammar (server/rlpa/grammar.py) is hashed too, and every stage and selection
+entry records the grammar it was measured under (`null`: under the grammar of a card that did
+not record it); a carried entry keeps its own, and the tables mark entries measured under
+another grammar than the one served now.
 
 Per stage it keeps the transfer-set metrics (each a mean with its bootstrap 95% interval) and
 the simulated-user summary (profile F1 and the eval-only response score, with intervals); the
@@ -27,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from server.rlpa import grammar
 from training.eval_data import TRANSFER_V1
 from training.evaluate.transfer import HEADINGS
 from training.recipe import recipe_path
@@ -49,7 +53,13 @@ def hashes(recipes: Sequence[str] = RECIPES, transfer_set: Path = TRANSFER_V1) -
     return {
         "transfer_set": {key(transfer_set): sha256(transfer_set)},
         "recipes": {key(p): sha256(p) for p in (recipe_path(r) for r in recipes)},
+        "grammar": {key(GRAMMAR): sha256(GRAMMAR)},
     }
+
+
+GRAMMAR = Path(grammar.__file__).resolve()
+"""The output grammar the gateway decodes with: a stage measured under another is not comparable
+row for row, so each entry records it."""
 
 
 def _simulated(system: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,13 +99,23 @@ def _only_system(path: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return systems[name], results
 
 
-def carried(previous: Mapping[str, Any]) -> Mapping[str, Any]:
-    """`previous` (an earlier card), once every file it hashed is checked unchanged."""
-    for files in previous["hashes"].values():
+def carried(previous: Mapping[str, Any]) -> dict[str, Any]:
+    """`previous` (an earlier card), once every file it hashed but the grammar is checked
+    unchanged; each entry that does not say which grammar it was measured under gets the earlier
+    card's (None where that card did not record one)."""
+    for group, files in previous["hashes"].items():
+        if group == "grammar":
+            continue
         for path, digest in files.items():
             if not (ROOT / path).is_file() or sha256(ROOT / path) != digest:
                 raise ValueError(f"{path} changed since the carried card was measured")
-    return previous
+    earlier = next(iter(previous["hashes"].get("grammar", {}).values()), None)
+    return {
+        "stages": {
+            name: {"grammar": earlier, **entry} for name, entry in previous["stages"].items()
+        },
+        "selection": [{"grammar": earlier, **entry} for entry in previous["selection"]],
+    }
 
 
 def build_card(
@@ -108,11 +128,12 @@ def build_card(
     carry: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     card_hashes = hashes()
+    served = next(iter(card_hashes["grammar"].values()))
     previous = carried(carry) if carry else {"stages": {}, "selection": []}
     stages: dict[str, Any] = {}
     transfer_sha = None
     for stage in [*transfer, *(s for s in simulated if s not in transfer)]:
-        entry: dict[str, Any] = {}
+        entry: dict[str, Any] = {"grammar": served}
         if stage in transfer:
             system, results = _only_system(transfer[stage], stage)
             entry["transfer"] = system["metrics"]
@@ -139,7 +160,7 @@ def build_card(
         results = json.loads(Path(path).read_text())
         for system in results["systems"]:
             entry = _simulated(system, results.get("config", {}))
-            chosen.append({"name": name or system["name"], **entry})
+            chosen.append({"name": name or system["name"], "grammar": served, **entry})
     names = {entry["name"] for entry in chosen}
     chosen = [e for e in previous["selection"] if e["name"] not in names] + chosen
     if transfer_sha is not None and transfer_sha not in card_hashes["transfer_set"].values():
@@ -172,7 +193,13 @@ TRANSFER_COLUMNS = HEADINGS
 
 
 def markdown(card: Mapping[str, Any]) -> str:
-    """The card's tables: the transfer set and the simulated users, one row per stage."""
+    """The card's tables: the transfer set and the simulated users, one row per stage; a stage
+    measured under another grammar than the card's is marked with a dagger."""
+    served = next(iter(card["hashes"].get("grammar", {}).values()), None)
+
+    def label(entry: Mapping[str, Any], name: str) -> str:
+        return name if entry.get("grammar", served) == served else f"{name} \u2020"
+
     stages = card["stages"]
     lines = [
         "Transfer set (hand-written users; mean [bootstrap 95% interval] over users):",
@@ -185,7 +212,7 @@ def markdown(card: Mapping[str, Any]) -> str:
             cells = [_cell(stage["transfer"].get(key)) for key in TRANSFER_COLUMNS]
         else:
             cells = ["not run"] + [""] * (len(TRANSFER_COLUMNS) - 1)
-        lines.append("| " + " | ".join([name, *cells]) + " |")
+        lines.append("| " + " | ".join([label(stage, name), *cells]) + " |")
     lines += [
         "",
         "Simulated held-out users (catalogue matcher, eval-only judge):",
@@ -197,11 +224,13 @@ def markdown(card: Mapping[str, Any]) -> str:
     for name, stage in stages.items():
         sim = stage.get("simulated")
         if sim is None:
-            lines.append(f"| {name} | not run | | | |")
+            lines.append(f"| {label(stage, name)} | not run | | | |")
             continue
+        measured = ("profile_f1", "profile_f1_last_turn", "response_score")
         lines.append(
-            f"| {name} | {sim['users']} x {sim['turns']} | {_cell(sim['profile_f1'])} "
-            f"| {_cell(sim['profile_f1_last_turn'])} | {_cell(sim['response_score'])} |"
+            f"| {label(stage, name)} | {sim['users']} x {sim['turns']} | "
+            + " | ".join(_cell(sim[key]) for key in measured)
+            + " |"
         )
     if card.get("selection"):
         lines += [
@@ -213,9 +242,16 @@ def markdown(card: Mapping[str, Any]) -> str:
         ]
         for entry in card["selection"]:
             lines.append(
-                f"| {entry['name']} | {entry['users']} x {entry['turns']} "
+                f"| {label(entry, entry['name'])} | {entry['users']} x {entry['turns']} "
                 f"| {_cell(entry['profile_f1'])} | {_cell(entry['response_score'])} |"
             )
+    entries = [*stages.values(), *card.get("selection", [])]
+    if any(entry.get("grammar", served) != served for entry in entries):
+        lines += [
+            "",
+            "\u2020 measured under an earlier output grammar than the one served now "
+            "(server/rlpa/grammar.py); carried from an earlier card, not measured again.",
+        ]
     for name, stage in stages.items():
         if "not_run" in stage:
             lines += ["", f"{name}: not run. {stage['not_run']}"]

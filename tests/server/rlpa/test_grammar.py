@@ -1,0 +1,93 @@
+"""The output grammar, checked by llama.cpp's own grammar sampler: what it lets a model write.
+
+Every token of a text is offered to the sampler the embedded backend decodes with; a text is
+admitted when no token is refused and the text may end there (end-of-generation is allowed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from server import rlpa
+from server.backends import default_gguf_path
+
+llama_cpp = pytest.importorskip("llama_cpp")
+
+
+@pytest.fixture(scope="module")
+def vocab_model() -> Iterator[Any]:
+    model = llama_cpp.Llama(default_gguf_path(), vocab_only=True, verbose=False)
+    yield model
+    model.close()
+
+
+def _allowed(sampler: Any, token: int) -> bool:
+    data = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(token, 0.0, 0.0))
+    candidates = llama_cpp.llama_token_data_array(data, 1, -1, False)
+    llama_cpp.llama_sampler_apply(sampler, ctypes.byref(candidates))
+    return not math.isinf(data[0].logit)
+
+
+def admits(model: Any, text: str) -> bool:
+    vocab = model._model.vocab
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, rlpa.FORMAT_GBNF.encode(), b"root")
+    assert sampler, "llama.cpp could not parse the grammar"
+    try:
+        for token in model.tokenize(text.encode(), add_bos=False, special=False):
+            if not _allowed(sampler, token):
+                return False
+            llama_cpp.llama_sampler_accept(sampler, token)
+        return _allowed(sampler, model.token_eos())
+    finally:
+        llama_cpp.llama_sampler_free(sampler)
+
+
+def output(*traits: str, reply: str = "Sure, here is an idea.") -> str:
+    return rlpa.render_output(list(traits), reply)
+
+
+@pytest.mark.parametrize(
+    "traits",
+    [
+        (),
+        ("is a nurse in Seattle", "loves hiking"),
+        ("forget: lives in Bristol", "lives in Lisbon"),
+        ("has a 6-year-old daughter who loves dinosaurs",),
+        ("is allergic to peanuts.",),  # a trait may end with a full stop
+        ("runs 3.5 miles before 6 a.m. most days",),
+        ("earns approx. 40k a year",),
+        ("is vegan, so avoids dairy and eggs",),
+    ],
+)
+def test_the_grammar_admits_well_formed_outputs(vocab_model: Any, traits: tuple[str, ...]) -> None:
+    assert admits(vocab_model, output(*traits))
+
+
+@pytest.mark.parametrize(
+    "trait",
+    [
+        # What a small model writes when a trait runs on into its reply: stored, it is not memory.
+        "works nights at the airport, so they get a good rest. What's your home like",
+        "is in their early twenties. Any health issues I should keep in mind?",
+        "loves hiking! That sounds like fun",
+        "is vegan; I can suggest recipes",
+        "has a cat?",
+    ],
+)
+def test_a_trait_line_is_one_statement(vocab_model: Any, trait: str) -> None:
+    assert not admits(vocab_model, output(trait))
+
+
+def test_the_reply_is_free_text(vocab_model: Any) -> None:
+    reply = "Try a short hike! Or a film? Either works.\n\nEnjoy your evening."
+    assert admits(vocab_model, output("loves hiking", reply=reply))
+
+
+def test_text_outside_the_format_is_refused(vocab_model: Any) -> None:
+    assert not admits(vocab_model, "Sure, here is an idea.")
+    assert not admits(vocab_model, output("likes jazz") + " trailing")
