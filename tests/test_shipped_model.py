@@ -51,10 +51,16 @@ def test_the_card_was_computed_from_the_committed_transfer_set_and_recipes() -> 
     hashes = card()["hashes"]
     assert any(path.endswith("transfer_v1.jsonl") for path in hashes["transfer_set"])
     assert {Path(p).stem for p in hashes["recipes"]} >= {"sft_cpu", "rl_cpu", "transfer", "card_v2"}
-    for group in ("transfer_set", "recipes"):
+    for group in ("transfer_set", "recipes", "grammar"):
         for path, digest in hashes[group].items():
             actual = hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
             assert actual == digest, f"{path} changed after the card was measured: rerun its evals"
+
+
+def test_the_shipped_stage_was_measured_under_the_grammar_the_gateway_serves() -> None:
+    served = next(iter(card()["hashes"]["grammar"].values()))
+    shipped = card()["stages"][card()["shipped_stage"]]
+    assert shipped["grammar"] == served
 
 
 def test_the_card_reports_each_stage_with_confidence_intervals() -> None:
