@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from training.eval_data import TRANSFER_V1
-from training.evaluate.card import build_card, hashes, markdown
+from training.evaluate.card import build_card, grammar_hash, hashes, markdown
+
+SHA = hashlib.sha256(TRANSFER_V1.read_bytes()).hexdigest()
 
 
 def estimate(mean: float) -> dict[str, Any]:
@@ -44,24 +46,28 @@ def simulated_run(tmp_path: Path, name: str, split: str) -> str:
     return str(path)
 
 
+def base_and_sft_card(tmp_path: Path, not_run: dict[str, str] | None = None) -> dict[str, Any]:
+    """A card that measured base and sft on the committed transfer set; sft ships."""
+    return build_card(
+        "sft",
+        {s: transfer_run(tmp_path, s, SHA) for s in ("base", "sft")},
+        {s: simulated_run(tmp_path, s, "test") for s in ("base", "sft")},
+        [simulated_run(tmp_path, "sft", "validation")],
+        not_run,
+    )
+
+
 def test_the_card_keeps_each_stage_its_intervals_and_the_hashes_of_what_it_was_measured_on(
     tmp_path: Path,
 ) -> None:
-    sha = hashlib.sha256(TRANSFER_V1.read_bytes()).hexdigest()
-    card = build_card(
-        "sft",
-        {s: transfer_run(tmp_path, s, sha) for s in ("base", "sft")},
-        {s: simulated_run(tmp_path, s, "test") for s in ("base", "sft")},
-        [simulated_run(tmp_path, "sft", "validation")],
-        {"rl": "did not finish"},
-    )
+    card = base_and_sft_card(tmp_path, {"rl": "did not finish"})
     assert list(card["stages"]) == ["base", "sft", "rl"]
     assert card["stages"]["sft"]["transfer"]["f1"]["mean"] == 0.5
     assert card["stages"]["sft"]["simulated"]["profile_f1"]["low"] == pytest.approx(0.1)
     assert card["stages"]["rl"] == {"not_run": "did not finish"}
     assert card["selection"][0]["settings"]["split"] == "validation"
     assert card["hashes"] == hashes()
-    assert sha in card["hashes"]["transfer_set"].values()
+    assert SHA in card["hashes"]["transfer_set"].values()
     table = markdown(card)
     assert "| sft | 0.500 [0.400, 0.600] |" in table and "rl: not run. did not finish" in table
 
@@ -79,17 +85,10 @@ def test_runs_on_another_transfer_set_or_an_unmeasured_shipped_stage_are_refused
 def test_an_earlier_cards_stages_are_carried_only_while_what_it_hashed_is_unchanged(
     tmp_path: Path,
 ) -> None:
-    sha = hashlib.sha256(TRANSFER_V1.read_bytes()).hexdigest()
-    earlier = build_card(
-        "sft",
-        {s: transfer_run(tmp_path, s, sha) for s in ("base", "sft")},
-        {s: simulated_run(tmp_path, s, "test") for s in ("base", "sft")},
-        [simulated_run(tmp_path, "sft", "validation")],
-        {"rl": "not yet"},
-    )
+    earlier = base_and_sft_card(tmp_path, {"rl": "not yet"})
     card = build_card(
         "rl",
-        {"rl": transfer_run(tmp_path, "rl", sha)},
+        {"rl": transfer_run(tmp_path, "rl", SHA)},
         {"rl": simulated_run(tmp_path, "rl", "test")},
         [simulated_run(tmp_path, "rl", "validation")],
         carry=earlier,
@@ -106,30 +105,23 @@ def test_an_earlier_cards_stages_are_carried_only_while_what_it_hashed_is_unchan
 
 
 def test_a_stage_may_be_named_otherwise_than_the_system_in_its_runs(tmp_path: Path) -> None:
-    sha = hashlib.sha256(TRANSFER_V1.read_bytes()).hexdigest()
     card = build_card(
         "sft-natural",
-        {"sft-natural": transfer_run(tmp_path, "sftn", sha) + "@sftn"},
+        {"sft-natural": transfer_run(tmp_path, "sftn", SHA) + "@sftn"},
         {"sft-natural": simulated_run(tmp_path, "sftn", "test") + "@sftn"},
         ["sft-natural=" + simulated_run(tmp_path, "sftn", "validation")],
     )
     assert list(card["stages"]) == ["sft-natural"]
     assert card["selection"][0]["name"] == "sft-natural"
     with pytest.raises(ValueError, match="no system 'sft-natural'"):
-        build_card("sft-natural", {"sft-natural": transfer_run(tmp_path, "sftn", sha)}, {})
+        build_card("sft-natural", {"sft-natural": transfer_run(tmp_path, "sftn", SHA)}, {})
 
 
 def test_stages_carried_from_a_card_measured_under_another_grammar_are_marked(
     tmp_path: Path,
 ) -> None:
-    sha = hashlib.sha256(TRANSFER_V1.read_bytes()).hexdigest()
-    earlier = build_card(
-        "sft",
-        {s: transfer_run(tmp_path, s, sha) for s in ("base", "sft")},
-        {s: simulated_run(tmp_path, s, "test") for s in ("base", "sft")},
-        [simulated_run(tmp_path, "sft", "validation")],
-    )
-    served = next(iter(hashes()["grammar"].values()))
+    earlier = base_and_sft_card(tmp_path)
+    served = grammar_hash(hashes())
     assert {stage["grammar"] for stage in earlier["stages"].values()} == {served}
     assert "\u2020" not in markdown(earlier)
 
@@ -140,7 +132,7 @@ def test_stages_carried_from_a_card_measured_under_another_grammar_are_marked(
         del entry["grammar"]
     card = build_card(
         "sft-natural",
-        {"sft-natural": transfer_run(tmp_path, "sft-natural", sha)},
+        {"sft-natural": transfer_run(tmp_path, "sft-natural", SHA)},
         {"sft-natural": simulated_run(tmp_path, "sft-natural", "test")},
         ["sft-natural=" + simulated_run(tmp_path, "sft-natural", "validation")],
         carry=older,

@@ -62,6 +62,11 @@ GRAMMAR = Path(grammar.__file__).resolve()
 row for row, so each entry records it."""
 
 
+def grammar_hash(card_hashes: Mapping[str, Any]) -> str | None:
+    """The grammar's sha256 among a card's hashes; None for a card that did not record it."""
+    return next(iter(card_hashes.get("grammar", {}).values()), None)
+
+
 def _simulated(system: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     summary = system["summary"]
     return {
@@ -109,7 +114,7 @@ def carried(previous: Mapping[str, Any]) -> dict[str, Any]:
         for path, digest in files.items():
             if not (ROOT / path).is_file() or sha256(ROOT / path) != digest:
                 raise ValueError(f"{path} changed since the carried card was measured")
-    earlier = next(iter(previous["hashes"].get("grammar", {}).values()), None)
+    earlier = grammar_hash(previous["hashes"])
     return {
         "stages": {
             name: {"grammar": earlier, **entry} for name, entry in previous["stages"].items()
@@ -128,7 +133,7 @@ def build_card(
     carry: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     card_hashes = hashes()
-    served = next(iter(card_hashes["grammar"].values()))
+    served = grammar_hash(card_hashes)
     previous = carried(carry) if carry else {"stages": {}, "selection": []}
     stages: dict[str, Any] = {}
     transfer_sha = None
@@ -195,7 +200,7 @@ TRANSFER_COLUMNS = HEADINGS
 def markdown(card: Mapping[str, Any]) -> str:
     """The card's tables: the transfer set and the simulated users, one row per stage; a stage
     measured under another grammar than the card's is marked with a dagger."""
-    served = next(iter(card["hashes"].get("grammar", {}).values()), None)
+    served = grammar_hash(card["hashes"])
 
     def label(entry: Mapping[str, Any], name: str) -> str:
         return name if entry.get("grammar", served) == served else f"{name} \u2020"
