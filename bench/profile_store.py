@@ -25,10 +25,11 @@ import asyncpg
 
 from server import migrate, rlpa
 from server.auth import repository as auth_repository
-from server.cache import LRUCache, RedisCache
+from server.cache import NoCache, RedisCache
 from server.db import create_engine, create_sessionmaker, transaction
 from server.profiles import reads
 from server.profiles.service import ProfileService
+from server.pseudonyms import Pseudonyms
 from server.settings import Settings
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -163,9 +164,10 @@ async def main() -> None:
         print(f"upgraded to head (0004's indexes built on them) in {upgraded:.1f} s")
 
         redis_cache = RedisCache(args.redis, f"bench-{name}:", ttl_s=600)
-        cached = ProfileService(sessionmaker, redis_cache)
-        # A cache that never holds anything: every read goes to PostgreSQL.
-        uncached = ProfileService(sessionmaker, LRUCache(0))
+        pseudonyms = Pseudonyms(b"bench")
+        cached = ProfileService(sessionmaker, redis_cache, pseudonyms)
+        # No cache (as without Redis): every read goes to PostgreSQL.
+        uncached = ProfileService(sessionmaker, NoCache(), pseudonyms)
         results = await operations(args, tenant, cached, uncached)
         print(f"\nprofile store, {args.users:,} users seeded (latency in ms)\n")
         print(f"| {'operation':<36} | {'samples':>7} | {'p50':>8} | {'p99':>8} |")

@@ -26,6 +26,7 @@ from server.openai.router import router as openai_router
 from server.profiles.me_router import router as me_router
 from server.profiles.router import router as users_router
 from server.profiles.service import ProfileService
+from server.pseudonyms import Pseudonyms
 from server.ratelimit import RateLimiter
 from server.settings import Settings
 
@@ -56,20 +57,20 @@ async def _check_schema(state: AppState) -> None:
 def create_app(settings: Settings | None = None, backend: ChatBackend | None = None) -> FastAPI:
     """Build the gateway. Tests pass explicit settings and may pass a ready backend."""
     settings = settings or Settings()
+    pseudonyms = Pseudonyms()  # keyed at start-up, from the settings or the database
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
-        cache = create_cache(
-            settings.redis_url, settings.redis_key_prefix, settings.cache_ttl_s, settings.cache_size
-        )
+        cache = create_cache(settings.redis_url, settings.redis_key_prefix, settings.cache_ttl_s)
         state = AppState(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             cache=cache,
-            profiles=ProfileService(sessionmaker, cache),
+            pseudonyms=pseudonyms,
+            profiles=ProfileService(sessionmaker, cache, pseudonyms),
             auth=Authenticator(
                 sessionmaker,
                 cache_ttl_s=settings.auth_cache_ttl_s,
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, backend: ChatBackend | None = N
             if settings.should_auto_migrate:
                 await migrate.upgrade_engine(engine)
             await _check_schema(state)
+            await pseudonyms.load(sessionmaker, settings.pseudonym_key)
             await state.auth.bootstrap(settings)
             await _start_chat(state, backend)
             yield
@@ -110,7 +112,7 @@ def create_app(settings: Settings | None = None, backend: ChatBackend | None = N
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Outside the body limit, so that a 413 is counted and carries its request id too.
-    app.add_middleware(ObservabilityMiddleware)
+    app.add_middleware(ObservabilityMiddleware, pseudonyms=pseudonyms)
     app.include_router(health_router)
     app.include_router(users_router)
     app.include_router(keys_router)
@@ -157,10 +159,26 @@ async def _start_chat(state: AppState, backend: ChatBackend | None) -> None:
     from server.backends import contract_version
 
     state.backend = backend
+    settings = state.settings
+    write_behind = settings.profile_write_behind
+    if write_behind and not state.cache.shared and not settings.is_sqlite:
+        # Replicas on one PostgreSQL could answer a user's next turn before this one's write
+        # commits, and apply them out of order: only a shared cache can hold the order.
+        logger.warning(
+            "RLPA_PROFILE_WRITE_BEHIND is ignored: across replicas it needs RLPA_REDIS_URL; "
+            "every turn waits for its profile write"
+        )
+        write_behind = False
     state.chat = ChatService(
         backend,
         state.profiles,
-        contract_version(state.settings),
-        write_behind=state.settings.profile_write_behind,
+        contract_version(settings),
+        write_behind=write_behind,
+        # A write that has not ended by then failed (every database timeout has passed).
+        write_wait_s=(
+            settings.db_connect_timeout_s
+            + settings.db_pool_timeout_s
+            + settings.db_statement_timeout_s
+        ),
     )
     logger.info("serving RLPA contract v%d", state.chat.contract_version)

@@ -14,6 +14,7 @@ from server.auth.service import Authenticator, Principal, validate_user
 from server.cache import ProfileCache
 from server.errors import NotFoundError, PermissionDeniedError
 from server.profiles.service import ProfileService
+from server.pseudonyms import Pseudonyms
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class AppState:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     cache: ProfileCache
+    pseudonyms: Pseudonyms
     profiles: ProfileService
     auth: Authenticator
     limiter: RateLimiter

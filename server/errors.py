@@ -84,15 +84,46 @@ class DatabaseUnavailableError(RLPAError):
 
 
 class ProfileWriteError(DatabaseUnavailableError):
-    """The reply was generated but what it taught about the user could not be stored."""
+    """The reply was generated but what it taught about the user was not stored: the store
+    could not be reached, so nothing was sent to it."""
 
     code = "profile_not_stored"
+    outcome = "not_stored"
 
     def __init__(self) -> None:
         super().__init__(
             "The reply could not be completed: the user's profile could not be stored "
             "(the profile store is unavailable). Nothing was remembered; retry the request."
         )
+
+
+class ProfileWriteUnknownError(ProfileWriteError):
+    """The profile change was sent to the store, which did not confirm it in time: it may be
+    committed later. A retry with the same X-Request-Id is applied at most once."""
+
+    code = "profile_write_unknown"
+    outcome = "unknown"
+
+    def __init__(self) -> None:
+        DatabaseUnavailableError.__init__(
+            self,
+            "The reply could not be completed: the profile store did not confirm the user's "
+            "profile change in time, so whether it was stored is unknown. Retry with the same "
+            "X-Request-Id (or Idempotency-Key) header: a change is applied at most once per "
+            "request id.",
+        )
+
+
+class ClientDisconnectedError(RLPAError):
+    """The client left before the response started; no one reads this (nginx's 499, for the
+    access log and metrics)."""
+
+    status_code = 499
+    type = "invalid_request_error"
+    code = "client_closed_request"
+
+    def __init__(self) -> None:
+        super().__init__("The client closed the connection before the response started.")
 
 
 class UpstreamError(RLPAError):

@@ -40,9 +40,16 @@ async def _check(probe: Awaitable[bool]) -> str | None:
     return None if ok else "unhealthy"
 
 
+# Checks whose failure leaves the replica serving, only slower: Redis down means every profile
+# read goes to the database (README, "When something fails"). A readiness probe that failed on
+# them would take every replica out of service at once for an outage the chats survive.
+DEGRADING = frozenset({"cache"})
+
+
 @router.get("/ready")
 async def ready(state: StateDep) -> JSONResponse:
-    """The database, the cache and the model backend all answer (within 2 s, together)."""
+    """Ready (200) while the database and the model backend answer (within 2 s, together);
+    `degraded`, still 200, while only the cache does not."""
     probes: dict[str, Awaitable[bool]] = {
         "database": _database(state),
         "cache": state.cache.ping(),
@@ -52,7 +59,9 @@ async def ready(state: StateDep) -> JSONResponse:
     reasons = await asyncio.gather(*(_check(probe) for probe in probes.values()))
     failures = {name: reason for name, reason in zip(probes, reasons, strict=True) if reason}
     checks = {name: name not in failures for name in probes}
-    body: dict[str, object] = {"status": "unavailable" if failures else "ready", "checks": checks}
+    fatal = failures.keys() - DEGRADING
+    status = "unavailable" if fatal else "degraded" if failures else "ready"
+    body: dict[str, object] = {"status": status, "checks": checks}
     if failures:
         body["reasons"] = failures
-    return JSONResponse(body, status_code=503 if failures else 200)
+    return JSONResponse(body, status_code=503 if fatal else 200)

@@ -43,6 +43,15 @@ UPSTREAM_ERRORS = Counter(
 CACHE_ERRORS = Counter("rlpa_cache_errors_total", "Cache operations that failed (served from DB)")
 CACHE_HITS = Counter("rlpa_cache_hits_total", "Profile reads served from the cache")
 CACHE_MISSES = Counter("rlpa_cache_misses_total", "Profile reads that went to the database")
+CACHE_RESETS = Counter(
+    "rlpa_cache_resets_total",
+    "Redis runs not seen before (restarted, from a snapshot or empty) whose entries were dropped",
+)
+WRITE_WAITS = Counter(
+    "rlpa_profile_write_waits_total",
+    "Turns that waited for the same user's write-behind write on another replica, by outcome",
+    ["outcome"],
+)
 PROFILE_WRITES = Counter("rlpa_profile_versions_total", "Profile versions written", ["source"])
 FORMAT_FAILURES = Counter(
     "rlpa_format_failures_total", "Model outputs that did not follow the RLPA format"
@@ -64,6 +73,8 @@ ERASED_WRITES_DROPPED = Counter(
     "Profile writes of turns whose user was erased while the turn ran",
 )
 PROFILE_WRITE_FAILURES = Counter(
-    "rlpa_profile_write_failures_total", "Turns whose profile change could not be stored"
+    "rlpa_profile_write_failures_total",
+    "Turns whose profile change could not be stored (not_stored) or may have been (unknown)",
+    ["outcome"],
 )
 AUTH_FAILURES = Counter("rlpa_auth_failures_total", "Requests with a missing or wrong API key")

@@ -1,7 +1,7 @@
 """Every ORM model, imported in one place so metadata (and Alembic) sees all tables."""
 
-from server.auth.models import ApiKey, AuditEvent, Tenant
+from server.auth.models import ApiKey, AuditEvent, ServerSecret, Tenant
 from server.db import Base
 from server.profiles.models import EndUser, ProfileVersion
 
-__all__ = ["ApiKey", "AuditEvent", "Base", "EndUser", "ProfileVersion", "Tenant"]
+__all__ = ["ApiKey", "AuditEvent", "Base", "EndUser", "ProfileVersion", "ServerSecret", "Tenant"]

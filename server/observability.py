@@ -22,7 +22,8 @@ from typing import IO, Any, Literal
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import metrics
-from server.cache import user_digest
+from server.db import utcnow
+from server.pseudonyms import Pseudonyms
 from server.settings import Settings
 
 CHAT_ROUTE = "/v1/chat/completions"
@@ -76,12 +77,15 @@ def note_stream_failed() -> None:
 
 
 def _request_id(scope: Scope) -> str:
+    """The client's X-Request-Id, else its Idempotency-Key, else a new UUID. A client that
+    retries a turn with the same id has its profile change applied at most once."""
+    given: dict[bytes, str] = {}
     for name, value in scope.get("headers") or ():
-        if name == b"x-request-id":
-            given = str(value, "latin-1")
-            if _CLIENT_ID.fullmatch(given):
-                return given
-            break
+        if name in (b"x-request-id", b"idempotency-key") and name not in given:
+            given[name] = str(value, "latin-1")
+    for name in (b"x-request-id", b"idempotency-key"):
+        if name in given and _CLIENT_ID.fullmatch(given[name]):
+            return given[name]
     return str(uuid.uuid4())  # a UUID: every upstream takes it (see openai_upstream)
 
 
@@ -95,8 +99,9 @@ def _route(scope: Scope) -> str:
 class ObservabilityMiddleware:
     """X-Request-Id in and out, then metrics and the log line once the response has ended."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, pseudonyms: Pseudonyms) -> None:
         self.app = app
+        self.pseudonyms = pseudonyms  # the log names a user by their pseudonym
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,7 +109,9 @@ class ObservabilityMiddleware:
             return
         started = time.perf_counter()
         record = RequestRecord(_request_id(scope))
-        scope.setdefault("state", {})["request_id"] = record.request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = record.request_id
+        state["arrived_at"] = utcnow()
         header = (b"x-request-id", record.request_id.encode())
         status, complete = 500, False  # an exception before the response is a 500
 
@@ -122,11 +129,17 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             _current.reset(token)
-            _finish(scope, record, status, complete, time.perf_counter() - started)
+            user = self.pseudonyms.of(record.user) if record.user is not None else None
+            _finish(scope, record, user, status, complete, time.perf_counter() - started)
 
 
 def _finish(
-    scope: Scope, record: RequestRecord, status: int, complete: bool, elapsed: float
+    scope: Scope,
+    record: RequestRecord,
+    user_hash: str | None,
+    status: int,
+    complete: bool,
+    elapsed: float,
 ) -> None:
     route = _route(scope)
     method = scope["method"] if scope["method"] in _METHODS else "other"
@@ -134,7 +147,9 @@ def _finish(
     metrics.REQUEST_DURATION.labels(route, method).observe(elapsed)
     outcome = None
     if route == CHAT_ROUTE:
-        if status >= 400 or record.stream_failed:
+        if status == 499:  # server.errors.ClientDisconnectedError
+            outcome = "disconnected"
+        elif status >= 400 or record.stream_failed:
             outcome = "error"
         else:
             outcome = "ok" if complete else "disconnected"
@@ -149,7 +164,7 @@ def _finish(
         "latency_ms": round(elapsed * 1000, 1),
         "key_id": record.key_id,
         "tenant": record.tenant,
-        "user_hash": user_digest(record.user) if record.user is not None else None,
+        "user_hash": user_hash,
         "model": record.model,
     }
     if outcome is not None:

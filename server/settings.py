@@ -39,9 +39,11 @@ class Settings(BaseSettings):
     # counted, not reported to the client, and a SIGKILL loses writes still in flight (README).
     profile_write_behind: bool = False
     cache_ttl_s: int = 3600
-    cache_size: int = 10_000
 
     admin_api_key: SecretStr | None = None
+    # Keys the pseudonyms that stand for user ids in the audit log, cache keys and logs
+    # (server/pseudonyms.py). Unset: a random key the first replica stores in the database.
+    pseudonym_key: SecretStr | None = None
     max_body_bytes: int = 1_000_000
     rate_limit_per_minute: int = 0  # per API key; 0 = unlimited
     # How long a replica trusts a key it has looked up: a key revoked elsewhere stops working

@@ -73,6 +73,7 @@ async def _run(args: argparse.Namespace) -> int:
     from server.db import create_engine, create_sessionmaker
     from server.errors import BadRequestError, NotFoundError, RLPAError
     from server.profiles.service import ProfileService
+    from server.pseudonyms import Pseudonyms
 
     user = getattr(args, "user", None)
     try:
@@ -84,9 +85,7 @@ async def _run(args: argparse.Namespace) -> int:
         return _fail(f"erasing '{user}' cannot be undone: add --yes", 2)
     settings = Settings()
     engine = create_engine(settings)
-    cache = create_cache(
-        settings.redis_url, settings.redis_key_prefix, settings.cache_ttl_s, settings.cache_size
-    )
+    cache = create_cache(settings.redis_url, settings.redis_key_prefix, settings.cache_ttl_s)
     try:
         if settings.should_auto_migrate:  # as `rlpa serve` migrates the embedded SQLite
             await migrate.upgrade_engine(engine)
@@ -94,16 +93,10 @@ async def _run(args: argparse.Namespace) -> int:
         tenant_id = await _tenant_id(sessionmaker, args.tenant)
         if tenant_id is None:
             return _fail(f"no tenant '{args.tenant}'", 1)
-        command = _COMMANDS[args.users_command]
-        code = await command(ProfileService(sessionmaker, cache), tenant_id, args)
-        if args.users_command in _WRITES and settings.redis_url is None:
-            # Only Redis is shared: a gateway's in-process cache cannot be told of the change.
-            print(
-                "note: without RLPA_REDIS_URL a running gateway keeps serving the profile it "
-                "has cached until it restarts",
-                file=sys.stderr,
-            )
-        return code
+        pseudonyms = Pseudonyms()
+        await pseudonyms.load(sessionmaker, settings.pseudonym_key)
+        profiles = ProfileService(sessionmaker, cache, pseudonyms)
+        return await _COMMANDS[args.users_command](profiles, tenant_id, args)
     except NotFoundError as exc:
         return _fail(exc.message, 1)
     except BadRequestError as exc:
@@ -244,4 +237,3 @@ _COMMANDS: dict[str, Command] = {
     "add-trait": _edit,
     "remove-trait": _edit,
 }
-_WRITES = ("erase", "set", "add-trait", "remove-trait")

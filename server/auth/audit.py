@@ -1,14 +1,14 @@
 """The audit trail: who changed which user or key, written in the transaction of the change.
 
-Events never hold profile text. An erasure records the user only as a hash and hashes the target
-of the user's earlier events too, so that nothing names an erased user afterwards.
+Events never hold profile text. An erasure records the user only by a keyed pseudonym
+(server/pseudonyms.py) and rewrites the target of the user's earlier events the same way, so that
+nothing names an erased user afterwards, nor confirms a guess of who it was.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,7 +30,6 @@ Action = Literal[
     "key.create",
     "key.revoke",
 ]
-HASH_PREFIX = "blake2b:"
 _MAX_ID = 2**31 - 1  # ids are a 32-bit INTEGER column
 
 
@@ -43,12 +42,6 @@ class Actor:
 
 
 CLI = Actor(None, "cli")
-
-
-def hash_user(user: str) -> str:
-    """As server/cache.py hashes user ids for cache keys: a stable name that names no one."""
-    digest = hashlib.blake2b(user.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-    return HASH_PREFIX + digest
 
 
 async def record(
@@ -66,11 +59,12 @@ async def record(
 
 
 async def record_erasure(
-    session: AsyncSession, tenant_id: int, actor: Actor, user: str, **detail: Any
+    session: AsyncSession, tenant_id: int, actor: Actor, user: str, pseudonym: str, **detail: Any
 ) -> None:
-    hashed = hash_user(user)
-    await repository.pseudonymize_audit_target(session, tenant_id, user, hashed)
-    await record(session, tenant_id, actor, "user.erase", hashed, **detail)
+    """The erasure, under the user's pseudonym: also what turns that arrived before it check
+    (repository.erased_since), so that none of them brings the user back."""
+    await repository.pseudonymize_audit_target(session, tenant_id, user, pseudonym)
+    await record(session, tenant_id, actor, "user.erase", pseudonym, **detail)
 
 
 def encode_cursor(event_id: int) -> str:

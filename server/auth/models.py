@@ -9,6 +9,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 from server.db import Base, utcnow
 
 
+class ServerSecret(Base):
+    """A secret every replica shares, made once by the first one to start (server/pseudonyms.py)."""
+
+    __tablename__ = "server_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Tenant(Base):
     __tablename__ = "tenant"
 

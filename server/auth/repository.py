@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.auth.models import ApiKey, AuditEvent, Tenant
-from server.db import utcnow
+from server.auth.models import ApiKey, AuditEvent, ServerSecret, Tenant
+from server.db import dialect_insert, utcnow
 
 
 async def ensure_tenant(session: AsyncSession, name: str) -> Tenant:
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     await session.execute(
-        insert(Tenant)
+        dialect_insert(session)(Tenant)
         .values(name=name, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["name"])
     )
     tenant = await session.scalar(select(Tenant).where(Tenant.name == name))
     assert tenant is not None
     return tenant
+
+
+async def ensure_secret(session: AsyncSession, name: str, proposed: str) -> str:
+    """The secret `name`, stored as `proposed` unless a replica stored one first."""
+    await session.execute(
+        dialect_insert(session)(ServerSecret)
+        .values(name=name, value=proposed, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    value = await session.scalar(select(ServerSecret.value).where(ServerSecret.name == name))
+    assert value is not None
+    return value
 
 
 async def get_tenant(session: AsyncSession, tenant_id: int) -> Tenant | None:
@@ -80,6 +91,21 @@ async def revoke_bound_keys(session: AsyncSession, tenant_id: int, user: str) ->
         .values(revoked_at=utcnow(), bound_user=None)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def erased_since(session: AsyncSession, tenant_id: int, target: str, since: datetime) -> bool:
+    """Whether the user whose erasure events name `target` was erased at or after `since`."""
+    found = await session.scalar(
+        select(AuditEvent.id)
+        .where(
+            AuditEvent.tenant_id == tenant_id,
+            AuditEvent.target == target,
+            AuditEvent.action == "user.erase",
+            AuditEvent.at >= since,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 async def add_audit_event(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -117,8 +118,14 @@ class Authenticator:
     """Resolves bearer keys to a principal.
 
     Authentication is off only on loopback when no key is configured and none was ever created:
-    revoking keys never opens the server. Keys found are trusted for `auth_cache_ttl_s`, so a key
-    revoked on another replica stops working here within that bound.
+    revoking keys never opens the server. While it is off, every request asks the database
+    whether a key exists by now, so the first key turns it on at once on every replica, however
+    it was made (another replica, `rlpa keys create`). Keys found are trusted for
+    `auth_cache_ttl_s`, so a key revoked on another replica stops working here within that bound.
+
+    Failed authentications are limited per client address, but a key that is valid is always
+    served: the limit refuses only wrong keys, so a flood from one address (or everyone behind
+    one NAT) cannot lock out the address's real clients.
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class Authenticator:
         self._failures: TTLCache[str, tuple[float, int]] = TTLCache(
             _FAILURE_ADDRESSES, _FAILURE_WINDOW_S
         )
+        self._checking: asyncio.Future[bool] | None = None
 
     async def bootstrap(self, settings: Settings) -> None:
         async with transaction(self._sessionmaker) as session:
@@ -190,10 +198,25 @@ class Authenticator:
         self.enabled = True  # the first key ever created turns authentication on
         self.forget()
 
+    async def _keys_exist(self) -> bool:
+        """Whether any key was ever created; concurrent requests share one query."""
+        if self._checking is None:
+
+            async def check() -> bool:
+                async with transaction(self._sessionmaker) as session:
+                    return await repository.count_keys(session) > 0
+
+            self._checking = asyncio.ensure_future(check())
+            self._checking.add_done_callback(lambda _: setattr(self, "_checking", None))
+        return await asyncio.shield(self._checking)
+
     async def authenticate(self, secret: str | None, address: str | None = None) -> Principal:
         if not self.enabled:
-            # Off means off, as vLLM without --api-key: OpenAI clients always send some key.
-            return self.anonymous()
+            if not await self._keys_exist():
+                # Off means off, as vLLM without --api-key: OpenAI clients always send some key.
+                return self.anonymous()
+            logger.warning("An API key was created: authentication is now ON")
+            self.key_created()
         if secret is None:
             self._failed(address)
             raise AuthenticationError(
@@ -203,11 +226,11 @@ class Authenticator:
         principal = self._known.get(digest)
         if principal is not None:
             return principal
-        self._check_failures(address)
         if digest not in self._wrong:
             principal = await self._lookup(digest)
         if principal is None:
             self._wrong[digest] = True
+            self._check_failures(address)
             self._failed(address)
             raise AuthenticationError("Incorrect API key provided.")
         self._known[digest] = principal

@@ -8,7 +8,9 @@ stored whatever happens to the rest of the reply, as when the client disconnects
 
 With `write_behind`, a turn that does not report its version (`return_profile`) does not wait for
 the commit: the reply goes out while the write finishes in the background. The same user's next
-turn on this process waits for that write before it reads the profile, so it sees the change.
+turn waits for that write before it reads the profile, so it sees the change: on this process
+through the write's task, on any replica through a marker in the shared cache (Redis), set before
+the reply goes out. Where no marker can be set (Redis down), the turn waits for its commit.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from server import metrics, rlpa
 from server.auth.service import Principal, validate_user
 from server.backends.base import ChatBackend, Finish, SamplingParams
-from server.errors import NotFoundError, ProfileWriteError
+from server.db import utcnow
+from server.errors import NotFoundError, ProfileWriteError, ProfileWriteUnknownError
 from server.profiles.service import ProfileService, ProfileState
 
 logger = logging.getLogger(__name__)
@@ -43,6 +47,8 @@ class TurnRequest:
     remember: bool = True  # the client lets the turn read and write the stored profile
     include_usage: bool = False
     return_profile: bool = False
+    # When the gateway received the request: an erasure committed after it still wins.
+    arrived_at: datetime = field(default_factory=utcnow)
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class Turn:
     n: int
     include_usage: bool
     return_profile: bool
+    arrived_at: datetime
     outcome: TurnOutcome
     started: float = field(default_factory=time.monotonic)
 
@@ -89,11 +96,15 @@ class ChatService:
         profiles: ProfileService,
         contract_version: int = 1,
         write_behind: bool = False,
+        write_wait_s: float = 6.0,
     ) -> None:
         self.backend = backend
         self.profiles = profiles
         self.contract_version = contract_version
         self.write_behind = write_behind
+        # How long a write-behind write may hold the user's next turn (and its marker live):
+        # past the database's own timeouts, the write has failed or its replica died.
+        self.write_wait_s = write_wait_s
         self._background: set[asyncio.Task[Any]] = set()
         # The write each user's latest turn left in flight: their next turn waits for it.
         self._pending: dict[tuple[int, str], asyncio.Future[Any]] = {}
@@ -120,7 +131,13 @@ class ChatService:
         remember = user is not None and request.remember
         if user is not None and (pending := self._pending.get((principal.tenant_id, user))):
             await asyncio.wait([pending])  # read this user's own last write (write_behind)
-        stored = await self.profiles.open(principal.tenant_id, user) if remember and user else None
+        if user is not None and self.write_behind and self.profiles.cache.shared:
+            await self.profiles.await_writes(principal.tenant_id, user, self.write_wait_s)
+        stored = None
+        if remember and user is not None:
+            stored = await self.profiles.open(principal.tenant_id, user, request.arrived_at)
+            # None: erased after this request arrived. Answered, as a temporary chat.
+            remember = stored is not None
         history = request.history
         if stored is not None and not stored.personalization:
             # The user opted out: ordinary chat on the client's messages, nothing read or kept.
@@ -147,6 +164,7 @@ class ChatService:
             n=request.n,
             include_usage=request.include_usage,
             return_profile=request.return_profile,
+            arrived_at=request.arrived_at,
             outcome=TurnOutcome(
                 stored=stored, remember=remember, version=stored.version if stored else 0
             ),
@@ -223,11 +241,12 @@ class ChatService:
         task.add_done_callback(settled)
 
     async def persist(self, turn: Turn) -> bool:
-        """Apply choice 0's profile change to the user's latest version. Idempotent per turn.
+        """Apply choice 0's profile change to the user's latest version. Idempotent per turn,
+        and per request id across retries.
 
         True if a write was attempted (which also marks the user as seen). Raises
-        ProfileWriteError when the change could not be stored: the client must not be told "ok"
-        while what it said was dropped.
+        ProfileWriteError when the change was not stored, ProfileWriteUnknownError when it may
+        have been: the client must not be told "ok" while what it said was dropped.
         """
         out = turn.outcome
         if not out.remember or turn.user is None or out.profile is None or out.stored is None:
@@ -243,13 +262,24 @@ class ChatService:
                 turn.user,
                 out.stored,
                 change,
-                model_name=turn.model,
                 request_id=turn.request_id,
+                arrived_at=turn.arrived_at,
+                model_name=turn.model,
             )
         except Exception as exc:
-            metrics.PROFILE_WRITE_FAILURES.inc()
-            logger.error("could not store the profile for request %s: %r", turn.request_id, exc)
-            raise ProfileWriteError() from exc
+            # apply_change says whether anything reached the store; anything else it raised
+            # happened after it began, so the outcome is unknown.
+            error = exc if isinstance(exc, ProfileWriteError) else ProfileWriteUnknownError()
+            metrics.PROFILE_WRITE_FAILURES.labels(error.outcome).inc()
+            logger.error(
+                "profile of request %s %s: %r",
+                turn.request_id,
+                "may not be stored" if error.outcome == "unknown" else "not stored",
+                exc.__cause__ or exc,
+            )
+            if error is exc:
+                raise
+            raise error from exc
         if state is None:
             logger.info("request %s: the user was erased during the turn", turn.request_id)
             # Nothing of the erased profile goes back to the client either.
@@ -260,24 +290,44 @@ class ChatService:
 
     async def finish_turn(self, turn: Turn) -> None:
         """After the last choice: wait for the profile write (shielded from a disconnect: it
-        goes on in the background) and note the user was seen."""
+        goes on in the background) and note the user was seen. With write_behind, the reply
+        goes out first once every replica can see that the write is in flight."""
         out = turn.outcome
         self._start_write(turn)
-        if out.write is not None and self.write_behind and not turn.return_profile:
-            self._in_background(self._settle(turn, out.write))
+        if (
+            out.write is not None
+            and self.write_behind
+            and not turn.return_profile
+            and await self._announce(turn, out.write)
+        ):
             return
         wrote = await asyncio.shield(out.write) if out.write is not None else False
         if not wrote and out.remember and turn.user is not None:
             self._in_background(self._touch(turn))
 
+    async def _announce(self, turn: Turn, write: asyncio.Future[bool]) -> bool:
+        """Leave `write` to finish after the reply, if the user's next turn, on any replica,
+        will wait for it; False when that cannot be promised (the caller waits instead)."""
+        assert turn.user is not None  # a write implies a user
+        if write.done() or not await self.profiles.begin_write(
+            turn.tenant_id, turn.user, turn.request_id, self.write_wait_s
+        ):
+            return False
+        settle = self._in_background(self._settle(turn, write))
+        self._track(turn, settle)
+        return True
+
     async def _settle(self, turn: Turn, write: asyncio.Future[bool]) -> None:
         """write_behind: the rest of finish_turn, after the reply went out. A failed write was
         logged and counted by persist(); no client is left to tell."""
+        assert turn.user is not None
         try:
             wrote = await write
         except ProfileWriteError:
-            return
-        if not wrote and turn.outcome.remember and turn.user is not None:
+            wrote = True
+        finally:
+            await self.profiles.end_write(turn.tenant_id, turn.user, turn.request_id)
+        if not wrote and turn.outcome.remember:
             await self._touch(turn)
 
     async def _touch(self, turn: Turn) -> None:

@@ -12,7 +12,7 @@ from server import observability
 from server.chat.service import ChatService
 from server.deps import ChatPrincipalDep, StateDep
 from server.errors import NotFoundError, UpstreamError
-from server.openai import fields, render, sse
+from server.openai import disconnect, fields, render, sse
 from server.openai import protocol as p
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -50,15 +50,23 @@ ChatDep = Annotated[ChatService, Depends(get_chat)]
 async def create_chat_completion(
     body: p.ChatCompletionRequest, request: Request, principal: ChatPrincipalDep, chat: ChatDep
 ) -> Any:
-    request_id = request.scope.get("state", {}).get("request_id") or f"req-{uuid.uuid4().hex}"
+    scope_state = request.scope.get("state", {})
+    request_id = scope_state.get("request_id") or f"req-{uuid.uuid4().hex}"
     asked = fields.turn_request(body, chat.backend.supported_extras())
+    if "arrived_at" in scope_state:
+        asked.arrived_at = scope_state["arrived_at"]
     turn = await chat.prepare(asked, principal, request_id)
     observability.note_model(turn.model)  # checked against the served models: a bounded label
     observability.note_user(turn.user)
+    # Until the first byte goes out nothing tells the server that the client left: watch for it,
+    # so that a client gone while the profile block is written cancels the turn (and the
+    # upstream's generation), and nothing of it is stored.
     if not body.stream:
-        return await render.complete(chat, turn)
+        return await disconnect.cancel_on_disconnect(request, render.complete(chat, turn))
     # Returns once the backend has answered: errors before that keep their HTTP status.
-    chunks = await render.open_stream(chat, turn, f"chatcmpl-{uuid.uuid4().hex}")
+    chunks = await disconnect.cancel_on_disconnect(
+        request, render.open_stream(chat, turn, f"chatcmpl-{uuid.uuid4().hex}")
+    )
     return StreamingResponse(
         sse.encode(chunks),
         media_type="text/event-stream",

@@ -8,17 +8,11 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
-from server.db import utcnow
+from server.db import dialect_insert, utcnow
 from server.profiles.models import EndUser, ProfileVersion
-
-
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql if dialect == "postgresql" else sqlite).insert
 
 
 async def get_user(session: AsyncSession, tenant_id: int, external_id: str) -> EndUser | None:
@@ -71,7 +65,7 @@ async def ensure_user(session: AsyncSession, tenant_id: int, external_id: str) -
     """Get or create, safe against a concurrent creator of the same user."""
     now = utcnow()
     stmt = (
-        _insert(session)(EndUser)
+        dialect_insert(session)(EndUser)
         .values(
             tenant_id=tenant_id,
             external_id=external_id,
@@ -88,18 +82,29 @@ async def ensure_user(session: AsyncSession, tenant_id: int, external_id: str) -
     return user
 
 
-async def lock_user(session: AsyncSession, user_id: int) -> tuple[int, bool] | None:
-    """(current version, personalization) of a user row, locked until commit; None if the row is
-    gone (erased). An UPDATE rather than SELECT ... FOR UPDATE: it takes SQLite's write lock up
-    front too, so two writers never both read and then fail to upgrade."""
+async def lock_user(session: AsyncSession, user_id: int) -> tuple[int, bool, datetime] | None:
+    """(current version, personalization, created_at) of a user row, locked until commit; None
+    if the row is gone (erased). An UPDATE rather than SELECT ... FOR UPDATE: it takes SQLite's
+    write lock up front too, so two writers never both read and then fail to upgrade."""
     result = await session.execute(
         update(EndUser)
         .where(EndUser.id == user_id)
         .values(last_seen_at=utcnow())
-        .returning(EndUser.current_version, EndUser.personalization)
+        .returning(EndUser.current_version, EndUser.personalization, EndUser.created_at)
     )
     row = result.one_or_none()
-    return None if row is None else (int(row[0]), bool(row[1]))
+    return None if row is None else (int(row[0]), bool(row[1]), row[2])
+
+
+async def version_of_request(session: AsyncSession, user_id: int, request_id: str) -> int | None:
+    """The version a request already wrote for this user, if any: a retried turn with the same
+    request id is applied at most once."""
+    found = await session.scalar(
+        select(func.max(ProfileVersion.version)).where(
+            ProfileVersion.end_user_id == user_id, ProfileVersion.request_id == request_id
+        )
+    )
+    return None if found is None else int(found)
 
 
 async def allocate_version(session: AsyncSession, user_id: int) -> int:
@@ -142,12 +147,24 @@ async def add_version(
 @cache
 def _append_statement() -> Any:
     """append_if_current's statement, built once: building it costs more than running it."""
+    written = (
+        select(ProfileVersion.id)
+        .where(
+            ProfileVersion.end_user_id == bindparam("p_user_id"),
+            ProfileVersion.request_id == bindparam("p_request_id"),
+        )
+        .exists()
+    )
     bump = (
         update(EndUser)
         .where(
             EndUser.id == bindparam("p_user_id"),
             EndUser.current_version == bindparam("p_read_version"),
             EndUser.personalization.is_(True),
+            # A row made after the turn arrived may be a successor of an erased user: the
+            # locked path decides (ProfileService.apply_change).
+            EndUser.created_at <= bindparam("p_arrived_at", type_=EndUser.created_at.type),
+            ~written,
         )
         .values(current_version=EndUser.current_version + 1, last_seen_at=bindparam("p_now"))
         .returning(EndUser.id, EndUser.current_version)
@@ -178,10 +195,11 @@ async def append_if_current(
     source: str,
     model_name: str | None,
     request_id: str | None,
+    arrived_at: datetime,
 ) -> tuple[int, datetime] | None:
     """Append `traits` as the next version in one statement, if the user's current version is
-    still `read_version` and personalization is on: (new version, its time), else None (another
-    write came first, the user opted out or was erased: take the locked path).
+    still `read_version`, personalization is on, the row existed when the turn arrived and the
+    request wrote no version yet: (new version, its time), else None (take the locked path).
 
     One round trip on PostgreSQL, where the UPDATE and the INSERT are one atomic statement (a
     data-modifying CTE) that can run outside an explicit transaction; the UPDATE's row lock
@@ -193,6 +211,7 @@ async def append_if_current(
     params = {
         "p_user_id": user_id,
         "p_read_version": read_version,
+        "p_arrived_at": arrived_at,
         "p_now": now,
         "p_traits": traits,
         "p_source": source,

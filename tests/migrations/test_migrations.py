@@ -17,7 +17,7 @@ from server.db import create_engine
 from server.models import Base
 from server.settings import Settings
 
-TABLES = {"tenant", "api_key", "end_user", "profile_version", "audit_event"}
+TABLES = {"tenant", "api_key", "end_user", "profile_version", "audit_event", "server_secret"}
 
 
 async def _tables(url: str) -> set[str]:

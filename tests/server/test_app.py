@@ -23,13 +23,18 @@ async def test_health_and_ready_report_database_and_cache(admin_client: httpx.As
     assert ready.json()["checks"]["database"] is True and ready.json()["checks"]["cache"] is True
 
 
-async def test_ready_is_503_when_redis_is_unreachable(
+async def test_ready_stays_200_and_says_degraded_while_redis_is_unreachable(
     make_settings: Callable[..., Settings],
 ) -> None:
+    """Chats are served from the database while Redis is away: a readiness probe that failed
+    would take every replica out of service for an outage the chats survive."""
     settings = make_settings(db="sqlite", redis_url="redis://127.0.0.1:1/0")
     async with running(create_app(settings)) as client:
         ready = await client.get("/ready")
-        assert ready.status_code == 503 and ready.json()["checks"]["cache"] is False
+        assert ready.status_code == 200, ready.text
+        body = ready.json()
+        assert body["status"] == "degraded" and body["checks"]["cache"] is False
+        assert "cache" in body["reasons"] and body["checks"]["database"] is True
         assert (await client.get("/health")).status_code == 200
 
 

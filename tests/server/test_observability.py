@@ -19,9 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server import observability
 from server.app import create_app
-from server.cache import user_digest
 from server.settings import Settings
-from tests.fixtures.app import auth, running
+from tests.fixtures.app import auth, pseudonyms_of, running
 from tests.fixtures.db import ADMIN_KEY
 from tests.fixtures.upstreams import ScriptedUpstream
 
@@ -216,7 +215,8 @@ async def test_one_json_line_per_request_without_secrets_messages_or_traits(
     wrong_key = "rlpa-wrong-secret-key-9f8e7d6c5b4a"
     upstream_a.script.texts = [f"<profile>\n- {learned}\n</profile>\n\n<response>\n", "Nice!"]
     upstream_a.script.texts.append("\n</response>")
-    async with running(create_app(gateway())) as client:
+    settings = gateway()
+    async with running(create_app(settings)) as client:
         body = {**chat_body(user), "messages": [{"role": "user", "content": message}]}
         chat = await client.post(CHAT, json=body, headers=auth())
         put = await client.put(
@@ -225,6 +225,7 @@ async def test_one_json_line_per_request_without_secrets_messages_or_traits(
         denied = await client.get("/v1/models", headers=auth(wrong_key))
     assert (chat.status_code, put.status_code, denied.status_code) == (200, 200, 401)
 
+    pseudonyms = await pseudonyms_of(settings)
     text = log_lines.getvalue()
     for secret in (ADMIN_KEY, wrong_key, message, learned, edited, user):
         assert secret not in text
@@ -243,5 +244,5 @@ async def test_one_json_line_per_request_without_secrets_messages_or_traits(
         assert line["level"] == "info" and line["latency_ms"] >= 0
     for response in (chat, put):
         line = access[response.headers["x-request-id"]]
-        assert line["user_hash"] == user_digest(user)
+        assert line["user_hash"] == pseudonyms.of(user)
         assert isinstance(line["key_id"], int) and line["tenant"] == "default"

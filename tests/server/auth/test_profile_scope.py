@@ -193,5 +193,5 @@ async def test_erasing_through_me_is_the_admin_erase(
     assert keys[key_id]["revoked_at"] is not None and keys[key_id]["user"] is None
     erase = (await client.get("/admin/audit")).json()["data"][0]
     assert (erase["action"], erase["actor_key_id"]) == ("user.erase", key_id)
-    assert erase["target"].startswith("blake2b:") and user not in erase["target"]
+    assert erase["target"].startswith("hmac:") and user not in erase["target"]
     assert erase["detail"]["keys_revoked"] == 2

@@ -119,15 +119,15 @@ async def test_a_failed_write_is_counted_and_keeps_the_stored_profile(
 
     real = state.profiles.apply_change
     state.profiles.apply_change = broken  # type: ignore[method-assign]
-    failures = metrics.PROFILE_WRITE_FAILURES._value.get()
+    failures = metrics.PROFILE_WRITE_FAILURES.labels("unknown")._value.get()
     backend.answer(["plays chess"], "Good move.")
     response = await _turn(client, user="dee")
     assert response.status_code == 200  # the reply was out before the write failed
     for _ in range(50):
-        if metrics.PROFILE_WRITE_FAILURES._value.get() > failures:
+        if metrics.PROFILE_WRITE_FAILURES.labels("unknown")._value.get() > failures:
             break
         await asyncio.sleep(0.02)
-    assert metrics.PROFILE_WRITE_FAILURES._value.get() == failures + 1
+    assert metrics.PROFILE_WRITE_FAILURES.labels("unknown")._value.get() == failures + 1
     state.profiles.apply_change = real  # type: ignore[method-assign]
     stored = await state.profiles.get_profile(tenant, "dee")
     assert stored.traits == ["lives in Oslo"]

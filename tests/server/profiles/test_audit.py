@@ -18,7 +18,7 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
-from tests.fixtures.app import auth, running
+from tests.fixtures.app import auth, pseudonyms_of, running
 from tests.server.security.helpers import key_in_tenant, new_user, user_path
 
 
@@ -59,10 +59,6 @@ async def tenant(gateway: tuple[httpx.AsyncClient, Settings]) -> Tenant:
     return Tenant(client, settings, name, key_id, auth(secret))
 
 
-def hashed(user: str) -> str:
-    return "blake2b:" + hashlib.blake2b(user.encode(), digest_size=16).hexdigest()
-
-
 async def test_admin_changes_are_logged_newest_first_with_the_key_that_made_them(
     tenant: Tenant,
 ) -> None:
@@ -95,10 +91,11 @@ async def test_admin_changes_are_logged_newest_first_with_the_key_that_made_them
     assert all(e["at"].endswith(("Z", "+00:00")) for e in events)
 
 
-async def test_an_erasure_leaves_only_a_hash_of_the_user_and_no_profile_text(
+async def test_an_erasure_leaves_only_a_keyed_pseudonym_of_the_user_and_no_profile_text(
     tenant: Tenant,
 ) -> None:
     c, h, user = tenant.client, tenant.headers, new_user("forgotten")
+    hashed = (await pseudonyms_of(tenant.settings)).label
     secret = f"secret trait {uuid.uuid4().hex[:6]}"
     await c.put(user_path(user, "/profile"), json={"traits": [secret]}, headers=h)
     await c.post(user_path(user, "/profile/traits"), json={"trait": f"{secret} 2"}, headers=h)
@@ -117,6 +114,11 @@ async def test_an_erasure_leaves_only_a_hash_of_the_user_and_no_profile_text(
         "user.erase",
         hashed(user),
         tenant.key_id,
+    )
+    # Keyed: hashing a guessed id without the server's key does not find the user's events.
+    unkeyed = hashlib.blake2b(user.encode(), digest_size=16).hexdigest()
+    assert unkeyed not in str(events) and hashlib.sha256(user.encode()).hexdigest()[:32] not in (
+        str(events)
     )
     assert erase["detail"]["keys_revoked"] == 2
     # The earlier events are still there, now naming the user only by the same hash.

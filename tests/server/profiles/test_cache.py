@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -17,8 +18,15 @@ from server.auth import repository as auth_repository
 from server.cache import CachedProfile, RedisCache, cache_key
 from server.db import create_engine, create_sessionmaker, transaction
 from server.profiles.service import ProfileService
+from server.pseudonyms import Pseudonyms
 from server.settings import Settings
 from tests.fixtures.db import REDIS_URL
+
+PSEUDONYMS = Pseudonyms(b"cache-tests")
+
+
+def _key(tenant: int, user: str) -> str:
+    return cache_key(tenant, PSEUDONYMS.of(user))
 
 
 def _free_port() -> int:
@@ -65,7 +73,7 @@ async def _service(
     sessionmaker = create_sessionmaker(engine)
     async with transaction(sessionmaker) as session:
         tenant = await auth_repository.ensure_tenant(session, "cache-tests")
-    return ProfileService(sessionmaker, cache), tenant.id
+    return ProfileService(sessionmaker, cache, PSEUDONYMS), tenant.id
 
 
 @pytest.fixture
@@ -86,7 +94,7 @@ async def test_read_through_fills_redis_and_write_replaces_it(
     profiles, tenant, raw = redis_service
     user = f"c-{uuid.uuid4().hex[:8]}"
     await profiles.append(tenant, user, ["a"], source="model")
-    key = redis_prefix + cache_key(tenant, user)
+    key = redis_prefix + _key(tenant, user)
     await raw.delete(key)
     state = await profiles.get_state(tenant, user)
     assert state is not None and state.traits == ["a"]
@@ -94,9 +102,9 @@ async def test_read_through_fills_redis_and_write_replaces_it(
     await profiles.append(tenant, user, ["b"], source="model")
     assert b'"b"' in (await raw.get(key) or b"")
     await profiles.erase(tenant, user)
-    # An erase leaves a short-lived tombstone with no profile text in it.
-    tombstone = await raw.get(key) or b""
-    assert b'"a"' not in tombstone and b'"b"' not in tombstone
+    # An erase leaves a short-lived barrier with no profile text in it.
+    barrier = await raw.get(key) or b""
+    assert b'"a"' not in barrier and b'"b"' not in barrier
     assert 0 < await raw.ttl(key) <= 60
     assert await profiles.get_state(tenant, user) is None
 
@@ -109,7 +117,8 @@ async def test_an_older_version_never_replaces_a_newer_cache_entry(
     await profiles.append(tenant, user, ["v1"], source="model")
     await profiles.append(tenant, user, ["v2"], source="model")
     # A slow reader that loaded version 1 from the database writes it back late.
-    await profiles.cache.put(cache_key(tenant, user), CachedProfile(1, ["v1"], "model", None))
+    late = CachedProfile(1, ["v1"], "model", None)
+    await profiles.cache.put(_key(tenant, user), late, read_at=time.monotonic())
     state = await profiles.get_state(tenant, user)
     assert state is not None and state.traits == ["v2"]
 

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import func, select
 
 from server.auth import repository as auth_repository
-from server.cache import LRUCache
-from server.db import create_engine, create_sessionmaker, transaction
+from server.cache import NoCache
+from server.db import create_engine, create_sessionmaker, transaction, utcnow
 from server.profiles.models import EndUser, ProfileVersion
 from server.profiles.service import ProfileService
+from server.pseudonyms import Pseudonyms
 from server.rlpa import ProfileChange
 from server.settings import Settings
 
@@ -26,7 +27,7 @@ async def service(
     sessionmaker = create_sessionmaker(engine)
     async with transaction(sessionmaker) as session:
         tenant = await auth_repository.ensure_tenant(session, "svc-tests")
-    yield ProfileService(sessionmaker, LRUCache(1000)), tenant.id
+    yield ProfileService(sessionmaker, NoCache(), Pseudonyms(b"test")), tenant.id
     await engine.dispose()
 
 
@@ -104,16 +105,60 @@ async def test_a_change_read_before_an_erase_writes_nothing_after_it(
     user = f"erased-{uuid.uuid4().hex[:8]}"
     await profiles.append(tenant, user, ["has a secret"], source="model")
     read = await profiles.open(tenant, user)  # a turn starts ...
+    assert read is not None
     await profiles.erase(tenant, user)  # ... the user is erased while it runs ...
     late = await profiles.apply_change(tenant, user, read, ProfileChange(add=("more",)))
     assert late is None  # ... and its write finds no user to write to
     assert await profiles.get_state(tenant, user) is None
-    # A reader that loaded the profile before the erase cannot put it back into the cache.
-    await profiles._cache_put(tenant, user, read)
-    assert await profiles.get_state(tenant, user) is None
     # The user may come back later as a new user, with nothing of the old profile.
     fresh = await profiles.open(tenant, user)
+    assert fresh is not None
     assert (fresh.version, fresh.traits) == (0, []) and fresh.user_id != read.user_id
+
+
+async def test_a_turn_received_before_an_erase_neither_recreates_nor_writes_after_it(
+    service: tuple[ProfileService, int],
+) -> None:
+    profiles, tenant = service
+    user = f"fenced-{uuid.uuid4().hex[:8]}"
+    await profiles.append(tenant, user, ["has a secret"], source="model")
+    arrived = utcnow()  # a request is received, and has not read the profile yet ...
+    await profiles.erase(tenant, user)  # ... when the user is erased
+    # Reading late, it neither sees nor recreates the user ...
+    assert await profiles.open(tenant, user, arrived) is None
+    assert await profiles.get_state(tenant, user) is None
+    # ... and where a later request recreated the user, it does not write into that user.
+    successor = await profiles.open(tenant, user)
+    assert successor is not None
+    change = ProfileChange(add=("said before the erase",))
+    kept = await profiles.apply_change(tenant, user, successor, change, arrived_at=arrived)
+    assert kept is None
+    assert (await profiles.get_state(tenant, user)) == successor
+    # A request received after the erase writes as usual.
+    written = await profiles.apply_change(tenant, user, successor, change, arrived_at=utcnow())
+    assert written is not None and written.traits == ["said before the erase"]
+
+
+async def test_a_retried_request_id_is_applied_once(service: tuple[ProfileService, int]) -> None:
+    profiles, tenant = service
+    user = f"retry-{uuid.uuid4().hex[:8]}"
+    read = await profiles.open(tenant, user)
+    assert read is not None
+    first = await profiles.apply_change(
+        tenant, user, read, ProfileChange(add=("a",)), request_id="req-1"
+    )
+    assert first is not None and first.version == 1
+    # The client was not told (a 503 whose outcome was unknown) and retries the same request,
+    # from what it read before or after: nothing is applied twice.
+    for start in (read, first):
+        again = await profiles.apply_change(
+            tenant, user, start, ProfileChange(add=("b",)), request_id="req-1"
+        )
+        assert again is not None and (again.version, again.traits) == (1, ["a"])
+    other = await profiles.apply_change(
+        tenant, user, first, ProfileChange(add=("b",)), request_id="req-2"
+    )
+    assert other is not None and (other.version, other.traits) == (2, ["a", "b"])
 
 
 async def test_an_unchanged_profile_writes_no_version(service: tuple[ProfileService, int]) -> None:

@@ -14,9 +14,10 @@ import pytest
 
 from server.auth import audit
 from server.auth import repository as auth_repository
-from server.cache import LRUCache
+from server.cache import NoCache
 from server.db import create_engine, create_sessionmaker, transaction
 from server.profiles.service import ProfileService
+from server.pseudonyms import Pseudonyms
 from server.rlpa import ProfileChange
 from server.settings import Settings
 from tests.fixtures.app import auth
@@ -151,7 +152,7 @@ async def service(
     sessionmaker = create_sessionmaker(engine)
     async with transaction(sessionmaker) as session:
         tenant = await auth_repository.ensure_tenant(session, "trait-edit-tests")
-    yield ProfileService(sessionmaker, LRUCache(1000)), tenant.id
+    yield ProfileService(sessionmaker, NoCache(), Pseudonyms(b"test")), tenant.id
     await engine.dispose()
 
 
