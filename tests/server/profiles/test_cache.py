@@ -9,16 +9,18 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from server import metrics
 from server.auth import repository as auth_repository
-from server.cache import CachedProfile, RedisCache, cache_key
+from server.cache import FILL_DEADLINE_S, CachedProfile, RedisCache, cache_key
 from server.db import create_engine, create_sessionmaker, transaction
 from server.profiles.service import ProfileService
 from server.pseudonyms import Pseudonyms
+from server.rlpa import ProfileChange
 from server.settings import Settings
 from tests.fixtures.db import REDIS_URL
 
@@ -161,3 +163,140 @@ async def test_after_an_outage_stale_entries_are_dropped(
     state = await profiles.get_state(tenant, user)
     assert state is not None and state.traits == ["new"]
     await cache.aclose()
+
+
+def _start_redis(port: int, directory: str) -> subprocess.Popen[bytes]:
+    """redis-server persisting to `directory`, as the compose file runs it (restartable)."""
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "300 10"]
+    args += ["--appendonly", "no", "--dir", directory]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis did not start")
+
+
+async def test_a_redis_restarted_from_an_old_snapshot_gives_back_nothing_erased(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The snapshot holds the profile of a user erased after it was taken: neither the gateway
+    that was running nor one started afterwards may read it back, and the re-registered user's
+    turns are stored."""
+    port = _free_port()
+    proc = _start_redis(port, str(tmp_path))
+    url = f"redis://127.0.0.1:{port}/0"
+    cache = RedisCache(url, "snap:", ttl_s=3600, timeout_s=0.5)
+    profiles, tenant = await _service(make_settings, cache)
+    raw = aioredis.Redis.from_url(url)
+    erased, kept = f"e-{uuid.uuid4().hex[:8]}", f"k-{uuid.uuid4().hex[:8]}"
+    try:
+        for user in (erased, kept):
+            await profiles.append(tenant, user, [f"secret of {user}"], source="model")
+        assert await raw.get(b"snap:" + _key(tenant, erased).encode())
+        await raw.save()  # the snapshot, taken while both are cached
+        await profiles.erase(tenant, erased)
+        await raw.aclose()
+        proc.kill()
+        proc.wait()
+        proc = _start_redis(port, str(tmp_path))  # back from the snapshot
+        raw = aioredis.Redis.from_url(url)
+        assert await raw.get(b"snap:" + _key(tenant, erased).encode())  # the stale entry is back
+        resets = metrics.CACHE_RESETS._value.get()
+
+        # The running gateway reconnects, sees a run of Redis it has not checked and drops the
+        # entries before reading any.
+        assert await profiles.get_state(tenant, erased) is None
+        assert metrics.CACHE_RESETS._value.get() == resets + 1
+        assert not await raw.keys(b"snap:p:*")
+        state = await profiles.get_state(tenant, kept)  # refilled from the database
+        assert state is not None and state.traits == [f"secret of {kept}"]
+
+        # The user signs up again: their turns are stored, into their new row.
+        fresh = await profiles.open(tenant, erased)
+        assert fresh is not None and fresh.traits == []
+        written = await profiles.apply_change(
+            tenant, erased, fresh, ProfileChange(add=("starts over",))
+        )
+        assert written is not None and written.version == 1
+        got = await profiles.get_state(tenant, erased)
+        assert got is not None and got.traits == ["starts over"]
+    finally:
+        await raw.aclose()
+        await cache.aclose()
+        proc.kill()
+        proc.wait()
+
+
+async def test_a_gateway_started_on_a_restored_redis_drops_its_entries_first(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    port = _free_port()
+    proc = _start_redis(port, str(tmp_path))
+    url = f"redis://127.0.0.1:{port}/0"
+    raw = aioredis.Redis.from_url(url)
+    try:
+        first = RedisCache(url, "snap:", ttl_s=3600)
+        profiles, tenant = await _service(make_settings, first)
+        user = f"e-{uuid.uuid4().hex[:8]}"
+        await profiles.append(tenant, user, ["secret"], source="model")
+        await raw.save()
+        await profiles.erase(tenant, user)
+        await first.aclose()
+        await raw.aclose()
+        proc.kill()
+        proc.wait()
+        proc = _start_redis(port, str(tmp_path))
+        raw = aioredis.Redis.from_url(url)
+        # A gateway that starts only now has never seen either run of Redis.
+        second = RedisCache(url, "snap:", ttl_s=3600)
+        profiles, tenant = await _service(make_settings, second)
+        assert await profiles.get_state(tenant, user) is None
+        # Its next connection to the same run trusts what it checked.
+        await profiles.append(tenant, user, ["new"], source="model")
+        resets = metrics.CACHE_RESETS._value.get()
+        third = RedisCache(url, "snap:", ttl_s=3600)
+        again, _ = await _service(make_settings, third)
+        state = await again.get_state(tenant, user)
+        assert state is not None and state.traits == ["new"]
+        assert metrics.CACHE_RESETS._value.get() == resets
+        await second.aclose()
+        await third.aclose()
+    finally:
+        await raw.aclose()
+        proc.kill()
+        proc.wait()
+
+
+async def test_an_opt_out_is_not_undone_by_a_reader_that_loaded_the_user_before_it(
+    redis_service: tuple[ProfileService, int, aioredis.Redis],
+) -> None:
+    profiles, tenant, _ = redis_service
+    user = f"o-{uuid.uuid4().hex[:8]}"
+    await profiles.append(tenant, user, ["private"], source="model")
+    # A reader on another replica loads the user (same version) just before the opt-out ...
+    before = await profiles.get_state(tenant, user)
+    assert before is not None and before.personalization
+    read_at = time.monotonic()
+    await profiles.set_personalization(tenant, user, False)
+    # ... and fills the cache after it: the barrier refuses the same-version entry.
+    await profiles._cache_put(tenant, user, before, read_at)
+    state = await profiles.get_state(tenant, user)
+    assert state is not None and not state.personalization
+
+
+async def test_an_entry_is_not_cached_long_after_its_read(
+    redis_service: tuple[ProfileService, int, aioredis.Redis], redis_prefix: str
+) -> None:
+    """A reader stalled past the deadline (a paused process) cannot outlive an erasure's
+    barrier and put an erased profile back."""
+    profiles, tenant, raw = redis_service
+    user = f"s-{uuid.uuid4().hex[:8]}"
+    stale = CachedProfile(1, ["erased long ago"], "model", None, True, 1)
+    key = _key(tenant, user)
+    await profiles.cache.put(key, stale, read_at=time.monotonic() - FILL_DEADLINE_S - 1)
+    assert await raw.get(redis_prefix + key) is None
+    await profiles.cache.put(key, stale, read_at=time.monotonic())
+    assert await raw.get(redis_prefix + key) is not None
