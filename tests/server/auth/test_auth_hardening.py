@@ -61,6 +61,26 @@ async def test_revoking_every_key_keeps_authentication_on_after_a_restart(tmp_pa
         assert (await c.post("/admin/keys", json={"scopes": ["admin"]})).status_code == 401
 
 
+async def test_the_first_key_turns_authentication_on_for_every_replica_at_once(
+    tmp_path: Path,
+) -> None:
+    """Two replicas on one database, started with no key (auth off on loopback): a key created
+    through one of them, or by `rlpa keys create` through neither, closes both."""
+    async with (
+        running(create_app(_sqlite(tmp_path))) as a,
+        running(create_app(_sqlite(tmp_path))) as b,
+    ):
+        assert (await a.get("/admin/users")).status_code == 200
+        assert (await b.get("/admin/keys")).status_code == 200
+        created = await a.post("/admin/keys", json={"scopes": ["admin"]})
+        assert created.status_code == 201
+        for replica in (a, b):
+            assert (await replica.get("/admin/keys")).status_code == 401
+            assert (await replica.get("/admin/users")).status_code == 401
+            listed = await replica.get("/admin/users", headers=auth(created.json()["key"]))
+            assert listed.status_code == 200
+
+
 async def test_wrong_keys_are_limited_per_address_and_do_not_grow_memory(
     make_settings: Callable[..., Settings],
 ) -> None:
@@ -75,10 +95,16 @@ async def test_wrong_keys_are_limited_per_address_and_do_not_grow_memory(
         limited = await c.get("/admin/users", headers=auth("rlpa-another-wrong-one"))
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
         assert limited.json()["error"]["code"] == "too_many_auth_failures"
-        # A key this replica already knows keeps working from the limited address.
+        # A key this replica already knows keeps working from the limited address ...
         assert (await c.get("/admin/users", headers=auth())).status_code == 200
-
+        # ... and so does one it has never looked up: the limit refuses wrong keys only, never
+        # the address's real clients (everyone behind one NAT).
+        fresh = await c.post("/admin/keys", json={"scopes": ["admin"]}, headers=auth())
         authenticator = app.state.rlpa.auth
+        authenticator.forget()  # as on a replica that did not create it
+        assert (await c.get("/admin/users", headers=auth(fresh.json()["key"]))).status_code == 200
+        assert (await c.get("/admin/users", headers=auth("rlpa-wrong-again"))).status_code == 429
+
         for _ in range(1500):  # distinct wrong keys, more than the negative cache holds
             with pytest.raises(AuthenticationError):
                 await authenticator.authenticate(f"rlpa-{secrets.token_hex(8)}", None)
