@@ -21,6 +21,7 @@ from tests.faults.turns import (
     started_between,
     under_load,
 )
+from tests.fixtures.app import pseudonyms_of
 from tests.fixtures.live import serve
 from tests.fixtures.procs import ThrowawayPostgres, ThrowawayRedis
 from tests.fixtures.upstreams import ScriptedUpstream, remembering, stored_traits
@@ -79,7 +80,8 @@ async def test_chats_survive_redis_stopping_and_restarting_under_load(
                     first = await chat(http, gateway, user, "first fact after the outage")
                     assert first.acknowledged, str(first)
                     tenant = await _tenant_of(throwaway_pg.dsn, user)
-                    key = settings.redis_key_prefix + cache_key(tenant, user)
+                    pseudonym = (await pseudonyms_of(settings)).of(user)
+                    key = settings.redis_key_prefix + cache_key(tenant, pseudonym)
                     entry = await raw.get(key)
                     if entry is None:
                         await asyncio.sleep(0.5)
