@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.upstreams",
     "tests.fixtures.procs",
+    "tests.fixtures.replicas",
     "tests.fixtures.tiny_models",
 ]
