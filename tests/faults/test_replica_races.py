@@ -65,6 +65,13 @@ async def _unversioned_turn(
     return await http.post(f"{gateway}/v1/chat/completions", json=body, headers=HEADERS)
 
 
+async def _put_profile(http: httpx.AsyncClient, gateway: str, user: str, traits: list[str]) -> None:
+    put = await http.put(
+        f"{gateway}/admin/users/{quote(user)}/profile", json={"traits": traits}, headers=HEADERS
+    )
+    assert put.status_code == 200, put.text
+
+
 async def _users_named(dsn: str, user: str) -> int:
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
@@ -117,12 +124,7 @@ async def test_a_request_received_before_an_erase_on_another_replica_never_recre
         async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as http:
             for trial in range(TRIALS):
                 user = f"fenced-{uuid.uuid4().hex[:8]}"
-                put = await http.put(
-                    f"{b}/admin/users/{quote(user)}/profile",
-                    json={"traits": ["private"]},
-                    headers=HEADERS,
-                )
-                assert put.status_code == 200, put.text
+                await _put_profile(http, b, user, ["private"])
                 turn = asyncio.create_task(chat(http, a, user, "said before the erase"))
                 await asyncio.sleep(DELAY_S / 3)  # received on A, not read yet
                 erased = await http.delete(f"{b}/admin/users/{quote(user)}", headers=HEADERS)
@@ -155,10 +157,7 @@ async def test_an_opt_out_holds_against_a_reader_that_loaded_the_user_just_befor
             for trial in range(TRIALS):
                 user = f"optout-{uuid.uuid4().hex[:8]}"
                 path = f"/admin/users/{quote(user)}"
-                put = await http.put(
-                    f"{a}{path}/profile", json={"traits": ["private"]}, headers=HEADERS
-                )
-                assert put.status_code == 200, put.text
+                await _put_profile(http, a, user, ["private"])
                 prefix = app_b.state.rlpa.settings.redis_key_prefix
                 for key in await raw.keys(f"{prefix}p:*"):
                     await raw.delete(key)  # nothing cached: B's next turn reads the database

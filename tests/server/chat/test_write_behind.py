@@ -149,3 +149,29 @@ async def test_shutdown_waits_for_a_write_in_flight(
         tenant = _state(reopened).auth.anonymous().tenant_id
         stored = await _state(reopened).profiles.get_profile(tenant, "eve")
     assert stored.traits == ["speaks Welsh"]
+
+
+@pytest.mark.parametrize("redis", [False, True], ids=["postgres-alone", "postgres-and-redis"])
+async def test_on_postgres_write_behind_needs_redis_to_order_turns_across_replicas(
+    make_settings: Callable[..., Settings],
+    backend: FakeBackend,
+    redis: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Replicas on one PostgreSQL can order a user's turns only through a shared cache: without
+    Redis the setting is ignored (every turn waits for its write), and the log says so."""
+    settings = make_settings(db="postgres", redis=redis, profile_write_behind=True)
+    app = create_app(settings, backend)
+    with caplog.at_level("WARNING", logger="server"):
+        async with running(app) as client:
+            client.headers.update(auth())
+            gate = hold_writes(app)
+            backend.answer(["sails"], "Ahoy.")
+            turn = asyncio.ensure_future(_turn(client, user=f"pg-{redis}-{id(app)}"))
+            await asyncio.sleep(0.3)
+            answered_first = turn.done()
+            gate.set()
+            assert (await asyncio.wait_for(turn, 5)).status_code == 200
+    assert answered_first is redis
+    ignored = "RLPA_PROFILE_WRITE_BEHIND is ignored" in caplog.text
+    assert ignored is not redis
