@@ -21,13 +21,21 @@ from pathlib import Path
 from typing import Any
 
 TRANSFER_V1 = Path(__file__).with_name("transfer_v1.jsonl")
+"""Read to decide since the second SFT pass: a second dev set now (README)."""
+TRANSFER_V2 = Path(__file__).with_name("transfer_v2.jsonl")
+"""The held-out set: read once per shipped model, never to decide (README)."""
 DEV_V1 = Path(__file__).with_name("dev_v1.jsonl")
 """Hand-written users in the same format that may be read to diagnose and to choose (README)."""
 USER = "user"
 """`about` of a fact about the user themself; anything else names a third party."""
-FORBIDDEN_KINDS = ("negation", "outdated")
+FORBIDDEN_KINDS = ("negation", "outdated", "forgotten", "private")
 """negation: the opposite of what was said ("eats peanuts" for an allergy); outdated: true once,
-no longer (the city before a move, a number the user corrected)."""
+no longer (the city before a move, a number the user corrected); forgotten: true, but the user
+asked to forget it; private: true, but the user asked not to store it."""
+UPDATE_KINDS = ("correction", "change", "forget", "dont_store")
+"""correction: a value said wrong, then put right ("I said six years, it's eight"); change: true
+once, no longer ("we moved to Porto"); forget: "please forget that I ..."; dont_store: "don't
+remember my religion" (said before or with the fact)."""
 
 Groups = tuple[tuple[str, ...], ...]
 
@@ -90,6 +98,20 @@ class ForbiddenFact(KeywordFact):
 
 
 @dataclass(frozen=True)
+class Update:
+    """A turn of conversation 1 that changes what must be stored: afterwards the profile holds
+    every `new` gold fact and matches none of the `old` forbidden facts."""
+
+    turn: int
+    """The 1-based user turn of conversation 1 that says it."""
+    kind: str
+    old: tuple[int, ...]
+    """Indices into the user's `forbidden`: what must be gone (or never stored)."""
+    new: tuple[int, ...] = ()
+    """Indices into the user's `gold`: the value that replaces it (none for a plain forget)."""
+
+
+@dataclass(frozen=True)
 class TransferUser:
     id: str
     conversations: tuple[tuple[str, ...], ...]
@@ -99,6 +121,7 @@ class TransferUser:
     small_talk: tuple[int, ...] = ()
     """1-based turns of conversation 1 that are small talk: no fact, no real request."""
     notes: str = ""
+    updates: tuple[Update, ...] = ()
 
 
 _REQUIRED: Any = object()
@@ -163,9 +186,34 @@ def _forbidden(data: Any, where: str) -> ForbiddenFact:
     return ForbiddenFact(_field(data, "fact", str, where), _groups(data.get("any_of"), where), kind)
 
 
+def _indices(value: Any, size: int, what: str, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < size for i in value
+    ):
+        raise TransferSetError(f"{where}: expected a list of indices into {what} (0..{size - 1})")
+    return tuple(value)
+
+
+def _update(data: Any, turns: int, gold: int, forbidden: int, where: str) -> Update:
+    data = _only(data, {"turn", "kind", "old", "new"}, where)
+    turn = _field(data, "turn", int, where)
+    if not 1 <= turn <= turns:
+        raise TransferSetError(f"{where}: turn {turn} is not a turn of conversation 1 (1..{turns})")
+    kind = _field(data, "kind", str, where)
+    if kind not in UPDATE_KINDS:
+        raise TransferSetError(f"{where}: kind must be one of {UPDATE_KINDS}, got {kind!r}")
+    old = _indices(_field(data, "old", list, where), forbidden, "forbidden", f"{where}.old")
+    new = _indices(_field(data, "new", list, where, []), gold, "gold", f"{where}.new")
+    if not old:
+        raise TransferSetError(f"{where}: an update names at least one old (forbidden) fact")
+    if kind in ("correction", "change") and not new:
+        raise TransferSetError(f"{where}: a {kind} names the new (gold) value")
+    return Update(turn, kind, old, new)
+
+
 def parse_user(data: Any, where: str = "user") -> TransferUser:
     """One decoded line as a user; `where` names it in error messages."""
-    allowed = {"id", "conversations", "gold", "forbidden", "small_talk", "notes"}
+    allowed = {"id", "conversations", "gold", "forbidden", "small_talk", "notes", "updates"}
     data = _only(data, allowed, where)
     conversations = _field(data, "conversations", list, where)
     if len(conversations) != 2:
@@ -175,19 +223,26 @@ def parse_user(data: Any, where: str = "user") -> TransferUser:
     small_talk = tuple(_field(data, "small_talk", list, where, []))
     if not all(isinstance(t, int) and 1 <= t <= turns for t in small_talk):
         raise TransferSetError(f"{where}: small_talk must list turns of conversation 1")
+    gold = tuple(
+        _gold(g, turns, f"{where}.gold[{i}]")
+        for i, g in enumerate(_field(data, "gold", list, where))
+    )
+    forbidden = tuple(
+        _forbidden(f, f"{where}.forbidden[{i}]")
+        for i, f in enumerate(_field(data, "forbidden", list, where))
+    )
+    updates = tuple(
+        _update(u, turns, len(gold), len(forbidden), f"{where}.updates[{i}]")
+        for i, u in enumerate(_field(data, "updates", list, where, []))
+    )
     return TransferUser(
         id=_field(data, "id", str, where),
         conversations=convs,
-        gold=tuple(
-            _gold(g, turns, f"{where}.gold[{i}]")
-            for i, g in enumerate(_field(data, "gold", list, where))
-        ),
-        forbidden=tuple(
-            _forbidden(f, f"{where}.forbidden[{i}]")
-            for i, f in enumerate(_field(data, "forbidden", list, where))
-        ),
+        gold=gold,
+        forbidden=forbidden,
         small_talk=small_talk,
         notes=_field(data, "notes", str, where, ""),
+        updates=updates,
     )
 
 
@@ -217,12 +272,15 @@ __all__ = [
     "DEV_V1",
     "FORBIDDEN_KINDS",
     "TRANSFER_V1",
+    "TRANSFER_V2",
+    "UPDATE_KINDS",
     "USER",
     "ForbiddenFact",
     "GoldFact",
     "KeywordFact",
     "TransferSetError",
     "TransferUser",
+    "Update",
     "keyword_match",
     "load_transfer_set",
     "parse_user",
