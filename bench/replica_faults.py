@@ -40,7 +40,8 @@ from typing import Any
 
 import httpx
 
-from tests.fixtures.procs import ThrowawayPostgres
+from tests.faults.turns import Outcome, chat
+from tests.fixtures.procs import ThrowawayPostgres, started
 from tests.fixtures.replicas import (
     ADMIN,
     REQUEST_TIMEOUT_S,
@@ -48,8 +49,6 @@ from tests.fixtures.replicas import (
     PersistentRedis,
     ReplicaConfig,
     Replicas,
-    Turn,
-    chat_turn,
     error_message,
     execute,
     fetchval,
@@ -155,8 +154,8 @@ async def redis_snapshot(r: Replicas, http: httpx.AsyncClient, index: int) -> st
     user = fresh_user("snapshot")
     await _put_profile(http, r.a, user, [f"{user} drinks green tea", f"{user} lives in Oslo"])
     r.upstream.script.respond = remembering
-    read = await chat_turn(http, r.b, user, f"{user} reads the profile")
-    require(read.ok, f"the read turn: {read}")
+    read = await chat(http, r.b, user, f"{user} reads the profile")
+    require(read.acknowledged, f"the read turn: {read}")
     before = await stored_user(r.dsn, user)
     require(before is not None and bool(before.current), "no profile stored before the SAVE")
     assert before is not None
@@ -172,7 +171,7 @@ async def redis_snapshot(r: Replicas, http: httpx.AsyncClient, index: int) -> st
     if got.status_code == 200 and set(got.json().get("traits", [])) & set(erased):
         found.append(f"GET profile after the restore: 200 {got.json()['traits']}")
     message = f"{user} is back after the erase"
-    later = await chat_turn(http, r.a, user, message)
+    later = await chat(http, r.a, user, message)
     for body in upstream_requests(r.upstream, message):
         if shown := profile_in_prompt(body, erased):
             found.append(f"the next turn's prompt held erased traits {shown}")
@@ -181,7 +180,7 @@ async def redis_snapshot(r: Replicas, http: httpx.AsyncClient, index: int) -> st
         f"{restored} keys restored; then GET profile {got.status_code}, the next turn "
         f"{later.status}"
     )
-    if later.ok:
+    if later.acknowledged:
         stored = await stored_user(r.dsn, user)
         if stored is None or message not in stored.current:
             state = "no user row" if stored is None else f"current traits {stored.current}"
@@ -201,14 +200,14 @@ async def opt_out(r: Replicas, http: httpx.AsyncClient, index: int) -> str | Non
     user = fresh_user("optout")
     await _put_profile(http, r.a, user, [f"{user} is vegetarian", f"{user} has two cats"])
     r.upstream.script.respond = remembering
-    turns: list[Turn] = []
+    turns: list[Outcome] = []
     done = asyncio.Event()
 
     async def client(number: int) -> None:
         for i in range(OPT_OUT_MAX_TURNS):
             if done.is_set():
                 return
-            turns.append(await chat_turn(http, r.b, user, f"{user} client {number} turn {i}"))
+            turns.append(await chat(http, r.b, user, f"{user} client {number} turn {i}"))
 
     tasks = [asyncio.create_task(client(n)) for n in range(OPT_OUT_CLIENTS)]
     try:
@@ -271,7 +270,7 @@ async def erase_in_flight(r: Replicas, http: httpx.AsyncClient, index: int) -> s
                 all_sent.set()
 
     tasks = [
-        asyncio.create_task(chat_turn(http, r.a, user, f"{user} turn {i}", trace=trace))
+        asyncio.create_task(chat(http, r.a, user, f"{user} turn {i}", trace=trace))
         for i in range(IN_FLIGHT_TURNS)
     ]
     try:
@@ -294,7 +293,7 @@ async def erase_in_flight(r: Replicas, http: httpx.AsyncClient, index: int) -> s
     )
     found = []
     if again is not None:
-        ok = sum(t.ok for t in turns)
+        ok = sum(t.acknowledged for t in turns)
         found.append(
             f"the user exists again (row {again.id}, {len(again.versions)} versions) after "
             f"{ok} of {IN_FLIGHT_TURNS} turns answered 200; at the erase {arrived} had reached "
@@ -341,12 +340,12 @@ async def write_behind_order(r: Replicas, http: httpx.AsyncClient, index: int) -
     user = fresh_user("behind")
     fact = f"{user} plays the cello"
     r.upstream.script.respond = forgetting
-    said = await chat_turn(http, r.a, user, fact, return_profile=False, request_id=f"{user}-said")
-    require(said.ok, f"turn N: {said}")
-    forgot = await chat_turn(
+    said = await chat(http, r.a, user, fact, return_profile=False, request_id=f"{user}-said")
+    require(said.acknowledged, f"turn N: {said}")
+    forgot = await chat(
         http, r.b, user, f"forget: {fact}", return_profile=False, request_id=f"{user}-forgot"
     )
-    require(forgot.ok, f"turn N+1: {forgot}")
+    require(forgot.acknowledged, f"turn N+1: {forgot}")
     # Both replies went out before their writes committed: wait for N's (bounded).
     stored = None
     deadline = time.monotonic() + WRITE_BEHIND_WAIT_S
@@ -391,7 +390,7 @@ async def disconnect_in_block(r: Replicas, http: httpx.AsyncClient, index: int) 
     request_id = f"{user}-left"
     async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as own:
         task = asyncio.create_task(
-            chat_turn(own, r.a, user, message, stream=stream, request_id=request_id)
+            chat(own, r.a, user, message, stream=stream, request_id=request_id)
         )
         await asyncio.sleep(delay)
         if task.done():
@@ -434,11 +433,11 @@ async def outage(r: Replicas, http: httpx.AsyncClient, index: int) -> str | None
     user = fresh_user("stopped")
     await _put_profile(http, r.a, user, [f"{user} speaks Finnish"])
     r.upstream.script.respond = restating
-    warm = await chat_turn(http, r.a, user, f"{user} warms the cache")
-    require(warm.ok, f"(a) the warm-up turn: {warm}")
+    warm = await chat(http, r.a, user, f"{user} warms the cache")
+    require(warm.acknowledged, f"(a) the warm-up turn: {warm}")
     await asyncio.to_thread(r.pg.stop)
     try:
-        during = await chat_turn(http, r.a, user, f"{user} while PostgreSQL is stopped")
+        during = await chat(http, r.a, user, f"{user} while PostgreSQL is stopped")
     finally:
         await asyncio.to_thread(r.pg.start)
     if during.status != 200:
@@ -449,16 +448,16 @@ async def outage(r: Replicas, http: httpx.AsyncClient, index: int) -> str | None
     await _put_profile(http, r.a, user, [f"{user} keeps bees"])
     r.upstream.script.respond = remembering
     warm = await _until_ok(
-        lambda: chat_turn(http, r.a, user, f"{user} warms the pool"), lambda t: t.ok
+        lambda: chat(http, r.a, user, f"{user} warms the pool"), lambda t: t.acknowledged
     )
-    require(warm.ok, f"(b) the warm-up turn: {warm}")
+    require(warm.acknowledged, f"(b) the warm-up turn: {warm}")
     fact = f"{user} collects stamps"
     request_id = f"{user}-frozen"
     # At once: the turn reads the cache and the key cache, and its write takes the connection
     # the warm-up just used (trusted without a ping), so the statement itself meets the freeze.
     await asyncio.to_thread(r.pg.freeze)
     try:
-        frozen = await chat_turn(http, r.a, user, fact, request_id=request_id)
+        frozen = await chat(http, r.a, user, fact, request_id=request_id)
     finally:
         await asyncio.to_thread(r.pg.thaw)
     await asyncio.sleep(1.0)  # what the frozen backend still had to do, it does now
@@ -471,7 +470,9 @@ async def outage(r: Replicas, http: httpx.AsyncClient, index: int) -> str | None
             f"(b) the 503 said {error_message(frozen)!r} but version {committed} was committed"
         )
     retry = await _until_ok(
-        lambda: chat_turn(http, r.a, user, fact, request_id=request_id), lambda t: t.ok, tries=5
+        lambda: chat(http, r.a, user, fact, request_id=request_id),
+        lambda t: t.acknowledged,
+        tries=5,
     )
     stored = await stored_user(r.dsn, user)
     versions = stored.versions if stored else []
@@ -781,7 +782,7 @@ def main() -> int:
     upstream = ScriptedUpstream()
     pg = ThrowawayPostgres()
     results: list[CaseResult] = []
-    started = time.monotonic()
+    began = time.monotonic()
     try:
         upstream.start()
         pg.initdb()
@@ -791,16 +792,14 @@ def main() -> int:
         for case in cases:
             case_dir = workdir / case.name
             case_dir.mkdir()
-            redis_server = PersistentRedis()
-            try:
-                redis_server.start()
-                with two_replicas_running(
+            with (
+                started(PersistentRedis()) as redis_server,
+                two_replicas_running(
                     pg, redis_server, upstream, case_dir, case.config, source
-                ) as replicas:
-                    trials = args.trials or case.trials
-                    result = asyncio.run(run_trials(case, replicas, trials, verbose=args.verbose))
-            finally:
-                redis_server.destroy()
+                ) as replicas,
+            ):
+                trials = args.trials or case.trials
+                result = asyncio.run(run_trials(case, replicas, trials, verbose=args.verbose))
             results.append(result)
             print(result.report(), file=sys.stderr)
     finally:
@@ -810,7 +809,7 @@ def main() -> int:
             print(f"logs: {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\nsource: {source} ({time.monotonic() - started:.0f} s)\n")
+    print(f"\nsource: {source} ({time.monotonic() - began:.0f} s)\n")
     print(table(results))
     return 0
 

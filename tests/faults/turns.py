@@ -60,15 +60,17 @@ class Outcome:
     """One chat turn as its client saw it."""
 
     user: str
-    fact: str
+    message: str  # the turn's last user message (the fact the `remembering` upstream adds)
     stream: bool
+    request_id: str | None = None  # the X-Request-Id sent, else the one the gateway answered
     started: float = field(default_factory=time.monotonic)
     ended: float = 0.0
     status: int = 0  # 0: no HTTP answer at all (see `error`)
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None  # the JSON body, or the list of streamed `data:` payloads
-    error: dict[str, Any] | None = None  # error body, or the stream's error event
-    version: int | None = None  # rlpa.version of a completed turn
+    error: dict[str, Any] | None = None  # error body, the stream's error event, or the transport's
+    version: int | None = None  # rlpa.version of a completed turn that asked for the profile
+    profile: list[str] | None = None  # rlpa.profile, likewise
 
     @property
     def elapsed(self) -> float:
@@ -87,33 +89,55 @@ class Outcome:
     def __str__(self) -> str:
         error = json.dumps(self.error)[:200] if self.error else ""
         kind = "stream" if self.stream else "chat"
-        return f"{kind} {self.user}/{self.fact!r}: {self.status} in {self.elapsed:.2f}s {error}"
+        request = f" [{self.request_id}]" if self.request_id else ""
+        return (
+            f"{kind} {self.user}/{self.message!r}{request}: {self.status} "
+            f"in {self.elapsed:.2f}s {error}"
+        )
+
+
+# httpx's `trace` request extension: called with each event's name and details.
+Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 async def chat(
     http: httpx.AsyncClient,
     gateway: str,
     user: str,
-    fact: str,
+    message: str,
     *,
     stream: bool = False,
-    key: str = ADMIN_KEY,
+    key: str | None = ADMIN_KEY,
+    request_id: str | None = None,
+    return_profile: bool = True,
+    trace: Trace | None = None,
 ) -> Outcome:
-    """One turn whose message is `fact`: the `remembering` upstream adds it to the profile."""
+    """One turn whose last user message is `message` (the `remembering` upstream adds it to the
+    profile). `key`: the bearer key sent (None: no Authorization header of the turn's own);
+    `request_id`: sent as X-Request-Id (None: the gateway makes one up); `trace`: httpx's trace
+    extension (e.g. to learn when the request was sent)."""
     body = {
         "model": "scripted",
         "user": user,
-        "messages": [{"role": "user", "content": fact}],
+        "messages": [{"role": "user", "content": message}],
         "stream": stream,
-        "rlpa": {"return_profile": True},
+        "rlpa": {"return_profile": return_profile},
     }
-    outcome = Outcome(user, fact, stream)
-    headers = {"Authorization": f"Bearer {key}"}
+    outcome = Outcome(user, message, stream, request_id)
+    headers: dict[str, str] = {}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    if request_id is not None:
+        headers["X-Request-Id"] = request_id
+    extensions = {"trace": trace} if trace is not None else None
     url = f"{gateway}/v1/chat/completions"
     try:
-        async with http.stream("POST", url, json=body, headers=headers) as response:
+        async with http.stream(
+            "POST", url, json=body, headers=headers, extensions=extensions
+        ) as response:
             outcome.status = response.status_code
             outcome.headers = dict(response.headers)
+            outcome.request_id = request_id or outcome.headers.get("x-request-id")
             if response.status_code == 200 and stream:
                 events = [
                     line[len("data: ") :]
@@ -125,7 +149,7 @@ async def chat(
                 await response.aread()
                 outcome.body = response.json()
                 if response.status_code == 200:
-                    outcome.version = (outcome.body.get("rlpa") or {}).get("version")
+                    _read_profile(outcome, outcome.body.get("rlpa"))
                 else:
                     outcome.error = outcome.body
     except httpx.HTTPError as exc:
@@ -134,15 +158,20 @@ async def chat(
     return outcome
 
 
+def _read_profile(outcome: Outcome, rlpa: Any) -> None:
+    if isinstance(rlpa, dict):
+        outcome.version = rlpa.get("version")
+        outcome.profile = rlpa.get("profile")
+
+
 def _read_events(outcome: Outcome, events: list[str]) -> None:
     outcome.body = events
     chunks = [json.loads(event) for event in events if event != "[DONE]"]
     errors = [chunk for chunk in chunks if "error" in chunk]
     if errors:
         outcome.error = errors[0]
-        return
-    if chunks and chunks[-1].get("rlpa"):
-        outcome.version = chunks[-1]["rlpa"]["version"]
+    elif chunks:
+        _read_profile(outcome, chunks[-1].get("rlpa"))
 
 
 def stream_contract_violations(outcome: Outcome) -> list[str]:
@@ -199,8 +228,8 @@ async def under_load(
             if done.is_set():
                 return
             user = f"{tag}-c{index}-u{turn // TURNS_PER_USER}"
-            fact = f"fact {turn} of client {index}"
-            outcome = await chat(http, gateway, user, fact, stream=index % 2 == 1)
+            message = f"fact {turn} of client {index}"
+            outcome = await chat(http, gateway, user, message, stream=index % 2 == 1)
             outcomes.append(outcome)
             await asyncio.sleep(pause_s if outcome.acknowledged else BACKOFF_S)
 
@@ -245,9 +274,9 @@ async def lost_acknowledged_turns(dsn: str, outcomes: list[Outcome]) -> list[str
         versions = stored.get(outcome.user, {})
         if outcome.version not in versions:
             found.append(f"{outcome}: version {outcome.version} is not stored")
-        elif outcome.fact not in versions[outcome.version]:
+        elif outcome.message not in versions[outcome.version]:
             found.append(f"{outcome}: version {outcome.version} lacks the fact")
-        elif outcome.fact not in versions[max(versions)]:
+        elif outcome.message not in versions[max(versions)]:
             found.append(f"{outcome}: the latest version lost the fact")
     for user, versions in stored.items():
         if sorted(versions) != list(range(1, len(versions) + 1)):
