@@ -21,6 +21,7 @@ from training.data.catalogue import KINDS
 from training.eval_data import (
     DEV_V1,
     TRANSFER_V1,
+    TRANSFER_V2,
     USER,
     ForbiddenFact,
     TransferSetError,
@@ -42,18 +43,26 @@ MIN_WORDS = 4
 PARTY_WORDS = {
     "grandson": ("grandson", "grandchild"),
     "granddaughter": ("granddaughter", "grandaughter", "grandchild"),
-    "son": ("son", "boy", "twin", "toddler"),
+    "grandmother": ("grandmother", "gran", "grandma", "nan"),
+    "son": ("son", "boy", "twin", "toddler", "aurelio", "ilyas"),
     "daughter": ("daughter", "girl"),
     "baby": ("baby", "infant", "daughter"),
     "children": ("kid", "child"),
     "mother": ("mother", "mum", "mom"),
+    "boyfriend's mother": ("mother", "mum", "mom"),
+    "boyfriend's father": ("father", "dad"),
     "wife": ("wife",),
     "husband": ("husband",),
     "boyfriend": ("boyfriend", "partner"),
     "girlfriend": ("girlfriend", "partner"),
     "partner": ("partner",),
-    "friend": ("friend", "mate", "dan", "priya"),
-    "dog": ("dog", "collie", "pip"),
+    "friend": ("friend", "mate", "dan", "priya", "tendai", "lucía", "lucia", "kwame"),
+    "coworker": ("coworker", "co-worker", "colleague", "femi", "okafor"),
+    "manager": ("manager", "boss", "lead", "ingrid"),
+    "dog": ("dog", "collie", "pip", "lurcher", "bramble", "greyhound", "salsa"),
+    "cat": ("cat", "kitten", "tofu", "bruno", "paprika"),
+    "rabbits": ("rabbit", "bunny", "bunnies", "mochi", "pretzel"),
+    "flatmate": ("flatmate", "roommate"),
     "guinea pigs": ("guinea pig",),
     "neighbour": ("neighbour", "neighbor"),
     "tortoise": ("tortoise", "gerald"),
@@ -101,9 +110,10 @@ def transfer_sentences(path: Path = TRANSFER_V1) -> dict[str, str]:
     return found
 
 
-@pytest.fixture(params=[TRANSFER_V1, DEV_V1], ids=["transfer", "dev"])
+@pytest.fixture(params=[TRANSFER_V1, DEV_V1, TRANSFER_V2], ids=["transfer", "dev", "transfer_v2"])
 def hand_written(request: pytest.FixtureRequest) -> Path:
-    """Each hand-written set: the rules below hold for the transfer set and the dev set alike."""
+    """Each hand-written set: the rules below hold for transfer v1, the dev set and the held-out
+    transfer v2 alike."""
     path: Path = request.param
     return path
 
@@ -335,6 +345,17 @@ def test_no_gold_fact_is_a_catalogue_phrasing(hand_written: Path) -> None:
         if normalise(fact.fact) in catalogue_texts
     ]
     assert copied == []
+
+
+def test_transfer_v2_shares_no_sentence_with_transfer_v1_or_the_dev_set() -> None:
+    """The held-out set is new people in new words: both other sets have been read to make
+    decisions, and a sentence shared with them would carry those decisions into it (as
+    test_dev_set.py proves the dev set shares none with transfer v1)."""
+    held_out = transfer_sentences(TRANSFER_V2)
+    for other in (TRANSFER_V1, DEV_V1):
+        seen = transfer_sentences(other)
+        shared = {s: (where, seen[s]) for s, where in held_out.items() if s in seen}
+        assert shared == {}, other.name
 
 
 # --- the loader ----------------------------------------------------------------------------
