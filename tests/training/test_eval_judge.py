@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.evaluate.judge import judge_reply
+from training.evaluate.judge import answers, judge_reply
 from training.rewards.response import OfflineResponseJudge
 
 
@@ -37,6 +37,15 @@ def test_a_reply_that_gives_nothing_fails_a_request(user: str, reply: str) -> No
 def test_a_reply_that_answers_passes(user: str, reply: str) -> None:
     verdict = judge_reply(reply, user)
     assert verdict.passed, verdict.reasons
+
+
+def test_answers_is_the_judges_test_of_a_reply_to_a_request_alone() -> None:
+    request = "I'm vegetarian. What should I cook tonight?"
+    asks_again = "A chickpea curry with rice is quick. Are you vegetarian?"
+    assert answers(asks_again, request)  # gives something, though the judge fails it
+    assert not judge_reply(asks_again, request, [("vegetarian",)]).passed
+    assert not answers("What do you usually cook?", request)
+    assert not answers("", request)
 
 
 def test_asking_for_what_the_user_already_said_fails() -> None:

@@ -7,7 +7,8 @@ import pytest
 
 from training.eval_data import ForbiddenFact, GoldFact, TransferUser
 from training.evaluate import transfer
-from training.evaluate.transfer import UserProfiles, bootstrap, summarise, user_metrics
+from training.evaluate.intervals import bootstrap
+from training.evaluate.transfer import UserProfiles, summarise, user_metrics
 
 VEGAN = GoldFact("follows a vegan diet", (("vegan",),), turn=1)
 BOYFRIEND = GoldFact("boyfriend loves meat", (("boyfriend", "meat"),), turn=1, about="boyfriend")
@@ -60,7 +61,7 @@ def test_storing_nothing_has_no_precision_and_scores_zero_recall_and_f1() -> Non
     assert scored.precision is None
     assert scored.recall == 0.0 and scored.f1 == 0.0 and scored.turn1_recall == 0.0
     assert scored.retention is None  # nothing known, so nothing to keep
-    assert scored.contradictions == scored.traits_seen == 0
+    assert scored.contradictions == scored.traits_final == 0
 
 
 def test_retention_is_the_share_of_facts_known_at_the_end_still_stored_in_conversation_2() -> None:
@@ -82,17 +83,20 @@ def test_turn_1_recall_reads_the_profile_after_turn_1_and_only_first_message_fac
     assert run(person(KNEES), [["has bad knees"]]).turn1_recall is None
 
 
-def test_contradictions_count_each_distinct_trait_stored_at_any_point() -> None:
+def test_contradictions_count_distinct_traits_of_the_final_profiles_only() -> None:
     user = person(VEGAN, forbidden=(EATS_PEANUTS,))
     scored = run(
         user,
-        [["is vegan", "eats peanuts"], ["is vegan", "eats peanuts"], ["is vegan"]],
-        ["is vegan", "is allergic to peanuts", "never eats peanuts"],
+        [["is vegan", "eats peanuts"], ["is vegan", "likes peanuts"], ["is vegan", "eats peanuts"]],
+        ["is vegan", "eats peanuts", "is allergic to peanuts", "never eats peanuts"],
     )
-    # Distinct traits seen: "is vegan", "eats peanuts", "is allergic to peanuts", "never eats
-    # peanuts"; only the one asserting the forbidden fact counts, once though stored twice.
-    assert (scored.contradictions, scored.traits_seen) == (1, 4)
+    # Final traits: "is vegan", "eats peanuts", "is allergic to peanuts", "never eats peanuts";
+    # only the one asserting the forbidden fact counts, once though stored twice. "likes
+    # peanuts", stored mid-conversation and dropped, is not in a final profile.
+    assert (scored.contradictions, scored.traits_final) == (1, 4)
     assert run(user, [["never eats peanuts"]]).contradictions == 0  # a negation is right
+    # A "not" about something else does not excuse it.
+    assert run(user, [["eats peanuts, not almonds"]]).contradictions == 1
 
 
 def test_bootstrap_gives_the_mean_or_the_pooled_ratio_inside_a_seeded_interval() -> None:
@@ -123,10 +127,50 @@ def test_summary_averages_each_metric_over_the_users_it_applies_to() -> None:
     assert values["precision"] == (0.5, 2)
     assert values["recall"] == (0.25, 2)
     assert values["f1"] == (pytest.approx(1 / 3), 2)
+    assert values["f1_one_to_one"] == (pytest.approx(1 / 3), 2)
     assert values["turn1_recall"] == (0.5, 2)
     assert values["retention"] == (1.0, 1)
     assert values["contradiction_rate"] == (pytest.approx(1 / 3), 3)  # 1 of 3 traits, pooled
+    assert values["junk_rate"] == (pytest.approx(2 / 3), 3)  # jazz and the peanuts
+    assert values["update_accuracy"] is None  # nobody corrected anything
     assert summarise([run(person(), [[]])])["retention"] is None
+
+
+def test_profile_tokens_per_covered_fact_pool_users_who_covered_nothing() -> None:
+    users = [
+        run(person(VEGAN), [["is vegan"]]),  # 2 tokens, 1 fact
+        run(person(VEGAN), [["likes jazz music a lot"]]),  # 5 tokens, no fact
+        run(person(VEGAN), [[]]),  # nothing stored: nothing to count
+    ]
+    estimate = summarise(users, resamples=200)["tokens_per_fact"]
+    assert estimate is not None and (estimate.mean, estimate.users) == (7.0, 2)
+
+
+def test_requests_answered_reads_request_turns_only() -> None:
+    exchanges = [
+        transfer.Exchange(1, 1, "I'm vegan. Any dinner ideas?", "A lentil curry with rice."),
+        transfer.Exchange(1, 2, "Can you suggest a dessert?", "What do you usually like?"),
+        transfer.Exchange(1, 3, "Thanks, bye.", ""),  # not a request: not counted
+    ]
+    assert transfer.requests_answered(exchanges) == 0.5
+    assert transfer.requests_answered(exchanges[2:]) is None
+    assert transfer.requests_answered([]) is None
+
+
+def test_paired_differences_compare_the_same_users_and_say_which_is_higher() -> None:
+    users = [person(VEGAN, KNEES), person(VEGAN, KNEES)]
+    model = [run(u, [["is vegan", "has bad knees"]]) for u in users]
+    notebook = [run(u, [["I am vegan and my knees are bad", "hi"]]) for u in users]
+    differences = transfer.paired_differences(model, notebook, resamples=200)
+    assert set(differences) == set(transfer.PAIRED)
+    f1 = differences["f1_one_to_one"]  # 1.0 against 0.5: one trait holds both facts
+    assert f1 is not None and f1.mean == pytest.approx(0.5) and f1.low > 0
+    junk = differences["junk_rate"]  # 0 of 2 against 1 of 2 ("hi")
+    assert junk is not None and junk.mean == pytest.approx(-0.5) and junk.high < 0
+    assert differences["update_accuracy"] is None  # neither has one to make
+    stranger = TransferUser("v", users[0].conversations, (VEGAN,), ())
+    unshared = transfer.paired_differences(model, [run(stranger, [["is vegan"]])])
+    assert unshared["f1_one_to_one"] is None  # no user read by both
 
 
 def test_response_is_the_share_of_replies_the_eval_judge_passes() -> None:

@@ -9,6 +9,31 @@ insensitive, so "peanut" matches "peanuts" and "allerg" matches "allergic", whil
 not match "dislikes" (which is what lets a forbidden "likes horror" spare "dislikes horror").
 A forbidden fact asserts the wrong thing, so a trait that negates it or puts it in the past
 ("never drinks alcohol", "no longer lives in Bristol") does not match it.
+
+A fact is *asserted* by a trait (`KeywordFact.asserted_by`) when the trait holds a group's
+keywords with the same polarity as the fact: the negation guard. Polarity is read per keyword,
+in the clause it stands in (clauses end at , ; : . ! ? brackets, a spaced dash, and "and",
+"but", "because", "though", "although", "whereas", "if", "when"): the negation cues (`not`,
+`no`, `nothing`, `never`, `n't`, `dont`, `cannot`, `without`, `no longer`, `used to`, ...) and
+words of aversion (`dislike`, `hate`, `avoid`, `afraid`, `scared`, ...) that come before the
+keyword in its clause, at most NEGATION_REACH words before it, or inside it, are counted, and
+an odd count makes that occurrence negative. Aversion
+words count because "dislikes coriander" says what "doesn't like coriander" says; counting (not
+mere presence) is what tells "is not allergic" from "is allergic". Cues after a keyword do not
+count ("a flat with no garden" still has a flat). A group reads negative when one of its
+content keywords occurs negative, and positive when each occurs positive somewhere (a keyword
+made of cues alone, such as `not`, is not content: it is what the group says, not what it is
+about); a long message that says a thing both ways ("no nuts please, my son is allergic to
+nuts") reads both ways. The fact's own polarity for a group is read the same way in its
+canonical wording when the wording holds the group, else in the group's keywords read as a
+phrase, cues first ("not mushroom"); the trait asserts the fact when it can be read that way.
+So "is not allergic to kiwi" does not assert "is allergic to kiwi", and
+"likes mushrooms, not onions" does not assert "can't stand mushrooms" through its group
+(`not`, `mushroom`): the "not" is in another clause. A forbidden fact matches only a trait that
+asserts it, so "is not vegetarian anymore" is excused from "is vegetarian", while "likes kiwi,
+not bananas" is not excused from "likes kiwi" merely for holding a "not"; and a forbidden fact
+that is itself negative ("doesn't eat meat", retired once the user eats meat again) matches the
+trait that still says so.
 """
 
 from __future__ import annotations
@@ -53,10 +78,27 @@ def _keyword(keyword: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + re.escape(_normalised(keyword)))
 
 
-# Cues that a trait denies or retires what it mentions; only forbidden facts look for them.
+# Cues that a trait denies or retires what it mentions.
 _NEGATED = re.compile(
-    r"(?<!\w)(?:not|no|never|nor|none|without|no longer|used to|formerly|former|previously"
-    r"|any ?more)(?!\w)|n't(?!\w)"
+    r"(?<!\w)(?:not|no|never|nor|none|nothing|neither|without|no longer|used to|formerly"
+    r"|former|previously|any ?more|cannot"
+    # typed without the apostrophe ("i cant eat that", "dont want randoms joining")
+    r"|(?:is|are|was|were|do|does|did|ca|wo|could|would|should|have|has|had)nt)(?!\w)|n't(?!\w)"
+)
+# Words that turn what follows against the user, as a negation would (module docstring).
+_AVERSE = re.compile(
+    r"(?<!\w)(?:dislik\w*|hate[sd]?|hating|avoid\w*|detest\w*|loath\w*|afraid|scared"
+    r"|terrified|refus\w*)(?!\w)"
+)
+NEGATION_REACH = 6
+"""Words a cue may stand before a keyword and still negate it: "is not allergic to kiwi" (2),
+"doesn't want to use a spray bottle" (4), but not "has no clue how to reference a video for a
+first-year psych essay", where the "no" is about the clue."""
+# Where a clause ends, in normalised text (no newlines left). Not "so" or "yet": "not so keen
+# on horror" and "hasn't yet tried kiwi" are one clause.
+_CLAUSE_END = re.compile(
+    r"[,;:.!?()]|\s[-\u2013\u2014]\s"
+    r"|(?<!\w)(?:and|but|because|though|although|whereas|if|when)(?!\w)"
 )
 
 
@@ -64,6 +106,50 @@ def keyword_match(text: str, any_of: Groups) -> bool:
     """Whether `text` holds every keyword of at least one group (see the module docstring)."""
     normalised = _normalised(text)
     return any(all(_keyword(k).search(normalised) for k in group) for group in any_of)
+
+
+def _cues(text: str) -> int:
+    return len(_NEGATED.findall(text)) + len(_AVERSE.findall(text))
+
+
+def _is_content(keyword: str) -> bool:
+    """Whether a keyword names something beyond its cues ("no car" does, "not" does not)."""
+    return bool(re.search(r"\w", _AVERSE.sub(" ", _NEGATED.sub(" ", _normalised(keyword)))))
+
+
+def _polarities(normalised: str, group: tuple[str, ...]) -> tuple[bool, bool]:
+    """(can be read positive, can be read negative): the readings of `group` in a normalised
+    text that holds it (module docstring)."""
+    clause_ends = [m.end() for m in _CLAUSE_END.finditer(normalised)]
+
+    def negative(keyword: str, start: int) -> bool:
+        clause_start = max((end for end in clause_ends if end <= start), default=0)
+        before = " ".join(normalised[clause_start:start].split()[-(NEGATION_REACH + 1) :])
+        return (_cues(before) + _cues(_normalised(keyword))) % 2 == 1
+
+    readings = [
+        {negative(k, m.start()) for m in _keyword(k).finditer(normalised)}
+        for k in group
+        if _is_content(k)
+    ]
+    return all(False in r for r in readings), not readings or any(True in r for r in readings)
+
+
+def asserts(text: str, wording: str, any_of: Groups) -> bool:
+    """Whether `text` holds a group of `any_of` with the polarity that `wording` (the fact's
+    canonical wording) gives it: the negation guard of the module docstring."""
+    normalised = _normalised(text)
+    for group in any_of:
+        if not all(_keyword(k).search(normalised) for k in group):
+            continue
+        if keyword_match(wording, (group,)):
+            reference = _normalised(wording)
+        else:  # cues first, so ("mushroom", "not") reads as "not mushroom"
+            reference = _normalised(" ".join(sorted(group, key=_is_content)))
+        negative = _polarities(reference, group)[1]
+        if _polarities(normalised, group)[negative]:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -74,6 +160,10 @@ class KeywordFact:
 
     def matches(self, trait: str) -> bool:
         return keyword_match(trait, self.any_of)
+
+    def asserted_by(self, trait: str) -> bool:
+        """`matches` with the negation guard: the trait says it, not its opposite."""
+        return asserts(trait, self.fact, self.any_of)
 
 
 @dataclass(frozen=True)
@@ -94,7 +184,8 @@ class ForbiddenFact(KeywordFact):
     kind: str
 
     def matches(self, trait: str) -> bool:
-        return keyword_match(trait, self.any_of) and not _NEGATED.search(_normalised(trait))
+        # The guard, not any cue anywhere: "likes kiwi, not bananas" still asserts "likes kiwi".
+        return self.asserted_by(trait)
 
 
 @dataclass(frozen=True)
@@ -281,6 +372,7 @@ __all__ = [
     "TransferSetError",
     "TransferUser",
     "Update",
+    "asserts",
     "keyword_match",
     "load_transfer_set",
     "parse_user",

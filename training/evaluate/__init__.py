@@ -9,7 +9,9 @@
 Writes results.json (every turn), summary.json, report.md and report.png to the output
 directory; `--card` also writes a checkpoint's eval card ({"stages": {system: metrics}}).
 `--transfer [JSONL]` runs the hand-written transfer set (training/eval_data) instead of simulated
-users and writes transfer.json and transfer.md (metrics with 95% intervals: transfer.py).
+users and writes transfer.json and transfer.md (metrics with 95% intervals: transfer.py). The
+model-free notebooks `echo` and `echo1` (baselines.py) always run beside the systems given, and
+alone when none is: `rlpa eval --transfer FILE` is an instant offline reading.
 `--only NAME` runs one of the recipe's systems, so stages can run in parallel processes and
 be joined with `--compare`. Systems from flags are added to the recipe's. Metric conventions:
 metrics.py.
@@ -141,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="transfer_path",
         metavar="JSONL",
         help="run the hand-written transfer set (default: transfer_v1) instead of simulated\n"
-        "users; without --recipe, with the `transfer` recipe (greedy decoding)",
+        "users; without --recipe, with the `transfer` recipe (greedy decoding); the\n"
+        "notebooks echo and echo1 always run too (alone when no system is given)",
     )
     add("--transfer-users", type=int, help="the first N transfer-set users (default: all)")
     add("--card", help='also write the eval card ({"stages": {system: metrics}}) here')
@@ -216,10 +219,10 @@ def main(argv: list[str] | EvalConfig | None = None) -> int:
     if config.transfer_path:
         if compare or card_path:
             raise ValueError("--compare and --card do not apply to --transfer")
-        from training.evaluate import transfer
+        from training.evaluate import transfer_report
 
         results = evaluate(config)
-        print(transfer.markdown(results))
+        print(transfer_report.markdown(results))
         for kind, path in results["files"].items():
             print(f"{kind}: {path}")
         return 0

@@ -1,4 +1,5 @@
-"""The systems under test, behind one small interface: a local checkpoint or a running gateway."""
+"""The systems under test, behind one small interface: a local checkpoint, a running gateway, or
+a notebook that needs no model (baselines.py)."""
 
 from __future__ import annotations
 
@@ -190,6 +191,10 @@ class GatewayAgent:
 
 
 def build_agent(system: SystemConfig, seed: int = 0) -> ChatAgent:
+    from training.evaluate import baselines
+
+    if system.kind in baselines.BASELINES:
+        return baselines.EchoAgent(system.name, first_only=system.kind == baselines.ECHO1)
     sampling = Sampling(system.max_new_tokens, system.temperature, system.top_p, system.do_sample)
     if system.kind == "gateway":
         if not system.base_url:

@@ -22,10 +22,12 @@ class EndpointConfig:
 
 @dataclass
 class SystemConfig:
-    """One system under test: a local checkpoint, or a running gateway."""
+    """One system under test: a local checkpoint, a running gateway, or a model-free notebook
+    (`echo`: every user message verbatim; `echo1`: each cut to its first statement; see
+    baselines.py)."""
 
     name: str
-    kind: Literal["checkpoint", "gateway"] = "checkpoint"
+    kind: Literal["checkpoint", "gateway", "echo", "echo1"] = "checkpoint"
     # checkpoint: a merged HF directory, a PEFT adapter directory, or a GGUF file;
     # empty means the shipped SmolLM2 base (the paper's "base" row).
     path: str = ""

@@ -42,6 +42,19 @@ def is_request(message: str) -> bool:
     return bool(_REQUEST.search(message))
 
 
+def _giving(sentences: Sequence[str], user_message: str) -> list[str]:
+    """The statements that give something: enough content words the user did not say."""
+    said = content_words(user_message)
+    statements = [s for s in sentences if not s.endswith("?")]
+    return [s for s in statements if len(content_words(s) - said) >= MIN_NEW_WORDS]
+
+
+def answers(reply: str, user_message: str) -> bool:
+    """Whether the reply gives something (a statement, not a question, with new content): what
+    `judge_reply` asks of the reply to a request, alone."""
+    return bool(_giving(_sentences(reply), user_message))
+
+
 def judge_reply(reply: str, user_message: str, known: Sequence[Sequence[str]] = ()) -> Verdict:
     """`known`: what the user has already said about themselves, each fact as keywords (all must
     appear in a question for it to count as asking for it again)."""
@@ -50,8 +63,7 @@ def judge_reply(reply: str, user_message: str, known: Sequence[Sequence[str]] = 
     if not sentences:
         return Verdict(False, ("empty reply",))
     said = content_words(user_message)
-    statements = [s for s in sentences if not s.endswith("?")]
-    giving = [s for s in statements if len(content_words(s) - said) >= MIN_NEW_WORDS]
+    giving = _giving(sentences, user_message)
     if is_request(user_message) and not giving:
         reasons.append("asked for something and got no answer")
     for question in (s for s in sentences if s.endswith("?")):

@@ -124,7 +124,7 @@ def intervals(profile_f1: PerUser, response_scores: PerUser) -> dict[str, Any]:
     """Per-user means with a bootstrap 95% interval over users (users resampled, seeded): the
     user's mean profile F1 over turns, its profile F1 at its last turn, its mean response
     score. Means of per-user means, so they can differ slightly from the per-turn series'."""
-    from training.evaluate.transfer import bootstrap
+    from training.evaluate.intervals import bootstrap
 
     def over_users(values: list[float]) -> dict[str, Any] | None:
         estimate = bootstrap(values)
