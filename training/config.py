@@ -84,6 +84,36 @@ class DialogueArgs:
         metadata={"help": "of those first messages, the share said in one run as people write: "
                   "a greeting, two facts joined by 'and', the request before or after them"},
     )  # fmt: skip
+    change_share: float = field(
+        default=0.0,
+        metadata={"help": "share of conversations where the user corrects or changes a fact "
+                  "said earlier ('actually we moved to Porto'): the target forgets the old value"},
+    )  # fmt: skip
+    forget_share: float = field(
+        default=0.0,
+        metadata={"help": "share of conversations where the user asks to forget a fact said "
+                  "earlier ('please forget that I have kids'): the target forgets it"},
+    )  # fmt: skip
+    private_share: float = field(
+        default=0.0,
+        metadata={"help": "share of conversations where the user says a fact and asks not to "
+                  "store it ('don't remember my religion'): the target leaves it out"},
+    )  # fmt: skip
+    third_party_share: float = field(
+        default=0.0,
+        metadata={"help": "share of user messages that also say something about another person "
+                  "('my sister is vegan'): stored as theirs, never as the user's"},
+    )  # fmt: skip
+    request_share: float = field(
+        default=0.0,
+        metadata={"help": "share of later user messages that are a new request with nothing "
+                  "personal in it: an empty block and an answer"},
+    )  # fmt: skip
+    memory_share: float = field(
+        default=0.0,
+        metadata={"help": "share of conversations with a memory command: 'what do you remember "
+                  "about me?' (answered from the profile) or 'forget everything about me'"},
+    )  # fmt: skip
     target_wording: str = field(
         default="spoken",
         metadata={"help": "what a target trait says: 'spoken' (the user's own words, in the "
