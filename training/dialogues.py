@@ -22,6 +22,7 @@ from typing import Any
 from server.rlpa import ProfileChange, build_messages, render_change, render_output
 from training.data.profiles import Profile, Trait
 from training.simulators.base import Message, UserSimulator
+from training.simulators.others import PEOPLE
 from training.simulators.phrasing import third_person
 from training.simulators.scripted import GREETED, OPENERS
 
@@ -92,6 +93,19 @@ ANSWERS: dict[str, tuple[str, ...]] = {
                  "Track spending for a month, then cut the one category that surprises you."),
 }  # fmt: skip
 NEUTRAL = ("Fair enough.", "No problem.", "Okay, no worries.", "Got it.")
+FORGOTTEN = ("Done, I've forgotten that.", "Okay, I won't keep that.", "Sure, that's gone.",
+             "No problem, I've dropped that.")  # fmt: skip
+NOT_KEPT = ("Understood, I won't keep that.", "Got it, I won't save that part.",
+            "Sure, that stays between us and out of my notes.")  # fmt: skip
+CLEARED = ("Done. I've cleared everything I had saved about you.",
+           "Okay, everything I knew about you is forgotten.",
+           "All gone: I no longer have anything saved about you.")  # fmt: skip
+NOTHING_KEPT = ("I don't have anything saved about you yet.",
+                "Nothing so far. Tell me whatever you'd like me to keep in mind.")  # fmt: skip
+RECALLED = ("Here's what I remember: {facts}.", "So far I know that {facts}.",
+            "What I have saved: {facts}.")  # fmt: skip
+ASK_AFTER_ANSWER = 0.35
+"""How often an answer is followed by a question: answering is the point, asking a habit."""
 
 _THIRD_PERSON = {
     "is": "you're", "isn't": "you aren't", "has": "you have", "hasn't": "you haven't",
@@ -134,6 +148,7 @@ def template_reply(
     hidden_kinds: set[str] = frozenset(),  # type: ignore[assignment]
     first: bool = False,
     answer: str | None = None,
+    ask: bool = True,
 ) -> tuple[str, str | None]:
     """The assistant's reply and the kind it asks about (None when it has nothing left to ask).
 
@@ -148,7 +163,7 @@ def template_reply(
     if answer:
         opening = f"{opening} {answer}"
     open_kinds = [k for k in QUESTIONS if k not in known_kinds and k not in asked]
-    if not open_kinds:
+    if not open_kinds or not ask:
         return opening, None
     likely = [k for k in open_kinds if k in hidden_kinds]
     kind = rng.choice(likely if likely and rng.random() < 0.5 else open_kinds)
@@ -163,6 +178,43 @@ class AssistantTurn:
     completion: str
     profile: list[str]
     revealed: list[Trait]
+
+
+def recall_reply(stored: Sequence[str], rng: random.Random) -> str:
+    """ "What do you remember about me?" answered from the stored profile, nothing else."""
+    if not stored:
+        return rng.choice(NOTHING_KEPT)
+    said = [second_person(t) for t in stored]
+    facts = said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}"
+    return rng.choice(RECALLED).format(facts=facts)
+
+
+def teacher_reply(
+    events: set[str],
+    new: Sequence[Trait],
+    before: Sequence[str],
+    known_kinds: set[str],
+    asked: set[str],
+    rng: random.Random,
+    hidden_kinds: set[str],
+    first: bool,
+    answer: str | None,
+) -> tuple[str, str | None]:
+    """The teacher's reply to one user message: a memory command is answered from the profile,
+    a forget or don't-store request is acknowledged, a request is answered; then, as
+    `template_reply`, the latest fact is picked up and sometimes a question asked."""
+    if "forget_all" in events:
+        return rng.choice(CLEARED), None
+    if "recall" in events:
+        return recall_reply(before, rng), None
+    ask = answer is None or rng.random() < ASK_AFTER_ANSWER
+    if events & {"forget", "private"}:
+        heard = rng.choice(FORGOTTEN if "forget" in events else NOT_KEPT)
+        rest = f" {answer}" if answer else ""
+        if new:
+            rest = f" {rng.choice(ACKNOWLEDGE).format(clause=second_person(new[-1].text))}{rest}"
+        return heard + rest, None
+    return template_reply(new, known_kinds, asked, rng, hidden_kinds, first, answer, ask)
 
 
 def carried_profile(profile: Profile, rng: random.Random, share: float) -> list[Trait]:
@@ -203,30 +255,35 @@ def simulate_dialogue(
     seen: list[Trait] = list(carried)
     asked: set[str] = set()
     spoken = getattr(user, "spoken", None) if target_wording == "spoken" else None
+    user_events = getattr(user, "events", None)
     for index in range(max_turns):
         history.append({"role": "user", "content": user.reply(history)})
+        events = {name for name, _ in user_events()} if user_events else set()
         revealed = user.revealed()
         new = [t for t in revealed if t not in seen]
         seen.extend(new)
         true = user.true_profile().traits
         hidden = {t.kind for t in true}
         known = {t.kind for t in revealed} | {t.kind for t in carried}
-        answer = _answer(history[0]["content"], rng) if index == 0 else None
-        reply, kind = template_reply(new, known, asked, rng, hidden, index == 0, answer)
+        before = [wording[t] for t in stored]
+        answer = _answer(history[-1]["content"], rng)
+        reply, kind = teacher_reply(
+            events, new, before, known, asked, rng, hidden, index == 0, answer
+        )
         if kind:
             asked.add(kind)
         added = [t for t in revealed if t not in stored]
         for trait in added:
-            said = spoken(trait) if spoken else None
+            said = spoken(trait) if spoken and trait.kind != PEOPLE else None
             wording[trait] = (third_person(said) if said else None) or trait.text
+        kept = [] if "forget_all" in events else [t for t in stored if t in true]
         change = ProfileChange(
             add=tuple(wording[t] for t in added),
-            remove=tuple(wording[t] for t in stored if t not in true),
+            remove=tuple(wording[t] for t in stored if t not in kept),
         )
-        after = [t for t in stored if t in true] + added
+        after = kept + added
         texts = [wording[t] for t in after]
         block = render_change(change) if version == 2 else texts
-        before = [wording[t] for t in stored]
         shown = before if (before or version == 2 or index) else None
         yield AssistantTurn(
             build_messages(history, shown, version), render_output(block, reply), texts, revealed

@@ -43,6 +43,12 @@ def build_dataset(config: SFTRunConfig, holdout: bool = False) -> Dataset:
             opener_fact_share=config.opener_fact_share,
             natural_opener_share=config.natural_opener_share,
             phrasing_split="train",
+            change_share=config.change_share,
+            forget_share=config.forget_share,
+            private_share=config.private_share,
+            third_party_share=config.third_party_share,
+            request_share=config.request_share,
+            memory_share=config.memory_share,
         )
 
     rows = sft_examples(

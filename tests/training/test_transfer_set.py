@@ -209,6 +209,14 @@ def sampled_sentences() -> frozenset[str]:
             change_at_turn=3 if index % 3 == 0 else None,
             opener_fact_share=0.5 if index % 2 else 0.0,
             natural_opener_share=0.7,  # first messages in one run, as the SFT recipes draw them
+            # corrections, forget and don't-store requests, other people, plain requests and
+            # memory commands, as sft_memory_cpu draws them
+            change_share=0.3,
+            forget_share=0.3,
+            private_share=0.2,
+            third_party_share=0.15,
+            request_share=0.25,
+            memory_share=0.15,
         )
         turns = list(dialogues.simulate_dialogue(profile, user, seed=index, max_turns=8))
         texts += [m["content"] for m in turns[-1].prompt if m["role"] != "system"]

@@ -22,7 +22,8 @@ _IRREGULAR = {"is": "I'm", "has": "I have", "does": "I do", "goes": "I go"} | {
     modal: f"I {modal}" for modal in "was had did would will can could".split()
 }
 _ADVERBS = frozenset(
-    "always often usually really still never sometimes rarely mostly only also just mainly".split()
+    "always often usually really still never sometimes rarely mostly only also just mainly hardly "
+    "barely".split()
 )
 _POSSESSIVES = re.compile(r"\b(?:his|her|their)\b", re.I)
 _REFLEXIVES = re.compile(r"\b(?:himself|herself|themselves|themself)\b", re.I)
@@ -74,7 +75,15 @@ _OBJECTS = [(r"\bmy\b", "their"), (r"\bmyself\b", "themselves"), (r"\bmine\b", "
 _FIRST_PERSON_LEFT = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|we|we're|our|us)\b", re.I)
 
 
+_PAST = frozenset(
+    """got went had did made took left came began became bought found grew lost met ran saw sold
+    spent won wrote fell gave kept knew quit split moved used""".split()
+)
+
+
 def _third_person_verb(verb: str) -> str:
+    if verb in _PAST or verb.endswith("ed"):  # "I just got engaged" -> "just got engaged"
+        return verb
     if verb.endswith("y") and len(verb) > 2 and verb[-2] not in "aeiou":
         return verb[:-1] + "ies"
     if verb.endswith(("ch", "sh", "ss", "x", "z", "o")):
