@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     embedded_repeat_penalty: float = 1.15
     # Constrain the embedded model's decoding to the RLPA format (profile block, then reply).
     embedded_grammar: bool = True
+    # The LoRA adapter's scale while the embedded model writes the reply (after <response>):
+    # 1 the adapter writes the whole output; 0 the adapter writes the profile block and the base
+    # weights write the reply (with the profile in the prompt).
+    reply_adapter_scale: float = Field(default=1.0, ge=0.0, le=1.0)
     # The RLPA contract the model was trained on: 1 (the block is the whole profile) or 2 (the
     # block lists changes). Unset: an embedded adapter's rlpa.json says; otherwise 2.
     contract_version: Literal[1, 2] | None = None

@@ -90,6 +90,7 @@ class LlamaCppBackend:
             loop=loop,
             queue=asyncio.Queue(),
             grammar=self._grammar if params.rlpa_format else None,
+            reply_scale=self._reply_scale(loaded, params),
         )
         self._jobs.add(job)
         done = loop.run_in_executor(self._worker, loaded.run, job)
@@ -104,6 +105,12 @@ class LlamaCppBackend:
                     return
         finally:
             job.cancelled.set()
+
+    def _reply_scale(self, loaded: LoadedModel, params: SamplingParams) -> float | None:
+        scale = self._settings.reply_adapter_scale
+        if not params.rlpa_format or not loaded.has_adapter or scale == 1.0:
+            return None
+        return scale
 
     def _sampling(self, params: SamplingParams) -> dict[str, float]:
         settings, extra = self._settings, params.extra

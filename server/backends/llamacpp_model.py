@@ -23,6 +23,8 @@ from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+RESPONSE_TAG = "<response>"
+"""Where the RLPA output's reply starts (server.rlpa's format)."""
 # llama.cpp reads this seed value as "pick a random seed".
 _RANDOM_SEED = 0xFFFFFFFF
 
@@ -38,6 +40,8 @@ class GenerationJob:
     queue: asyncio.Queue[StreamEvent | Exception]
     cancelled: threading.Event = field(default_factory=threading.Event)
     grammar: Any = None  # a llama_cpp.LlamaGrammar constraining the output, or None
+    reply_scale: float | None = None
+    """The LoRA adapter's scale from the reply's <response> tag on; None: unchanged."""
 
     def emit(self, item: StreamEvent | Exception) -> None:
         try:
@@ -84,6 +88,27 @@ class LoadedModel:
         self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._is_eog = llama_cpp.llama_vocab_is_eog
         self._format = _chat_formatter(llama)
+        self._scale = 1.0
+
+    @property
+    def has_adapter(self) -> bool:
+        return getattr(self.llama, "_lora_adapter", None) is not None
+
+    def set_adapter_scale(self, scale: float) -> None:
+        """Scale the loaded LoRA adapter for the tokens evaluated from now on (llama.cpp applies
+        adapters at each decode, so this can change between two tokens of one generation)."""
+        import ctypes
+
+        import llama_cpp
+
+        adapter = getattr(self.llama, "_lora_adapter", None)
+        if adapter is None or scale == self._scale:
+            return
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(scale * self.llama.lora_scale)
+        if llama_cpp.llama_set_adapters_lora(self.llama._ctx.ctx, adapters, 1, scales):
+            raise UpstreamError("The embedded model could not rescale its LoRA adapter.")
+        self._scale = scale
 
     @classmethod
     def load(cls, settings: Settings) -> LoadedModel:
@@ -121,6 +146,7 @@ class LoadedModel:
         if job.cancelled.is_set():
             return
         try:
+            self.set_adapter_scale(1.0)
             self._generate(job)
         except RLPAError as exc:
             job.emit(exc)
@@ -145,12 +171,19 @@ class LoadedModel:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         scanner = StopScanner(job.stop)
         generated, reason = 0, "length"
+        switch, written = job.reply_scale, ""
         for token in self.llama.generate(prompt, grammar=job.grammar, **job.sampling):
             generated += 1  # the end-of-generation token counts too, as vLLM and llama.cpp count
             if self._is_eog(self._vocab, token):
                 reason = "stop"
                 break
-            text = scanner.feed(decoder.decode(self.llama.detokenize([token])))
+            piece = decoder.decode(self.llama.detokenize([token]))
+            if switch is not None:
+                written = (written + piece)[-32:]
+                if RESPONSE_TAG in written:  # the block is written: the reply's tokens follow
+                    self.set_adapter_scale(switch)
+                    switch = None
+            text = scanner.feed(piece)
             if text:
                 job.emit(TextDelta(text))
             if scanner.stopped:

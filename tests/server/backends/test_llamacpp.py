@@ -189,3 +189,26 @@ async def test_lora_adapter_is_applied(
         await adapted_backend.aclose()
     assert finish.completion_tokens == 8
     assert adapted != base
+
+
+@pytest.mark.slow
+async def test_base_weights_can_write_the_reply_after_the_adapters_block(
+    llamacpp_backend: LlamaCppBackend,
+) -> None:
+    # RLPA_REPLY_ADAPTER_SCALE=0: the adapter writes the profile block, the base weights the
+    # reply. Greedy, so each output is the model's own: the block is the adapter's (as with the
+    # adapter throughout), the reply is not; and the adapter is back for the next turn's block.
+    split = LlamaCppBackend(embedded_settings(reply_adapter_scale=0.0))
+    await split.start()
+    try:
+        params = SamplingParams(max_tokens=160, temperature=0.0, seed=1, rlpa_format=True)
+        for said in ("I'm a nurse in Seattle. Any ideas for dinner?", "I have two cats."):
+            messages = build_messages([{"role": "user", "content": said}], None, 2)
+            whole, _ = await collect(llamacpp_backend.stream(MODEL, messages, params))
+            halves, _ = await collect(split.stream(MODEL, messages, params))
+            block, _, reply = whole.partition("<response>")
+            split_block, _, split_reply = halves.partition("<response>")
+            assert split_block == block and "</profile>" in block
+            assert split_reply.strip() and split_reply != reply
+    finally:
+        await split.aclose()
