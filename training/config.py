@@ -1,30 +1,25 @@
-"""Run configs for SFT and RL, and the flat YAML recipes they are read from.
+"""Run configs for SFT and RL.
 
 Each config is TRL's own config class (SFTConfig, GRPOConfig) plus the few fields RLPA adds, so
 every TRL/transformers option (learning_rate, max_steps, save_steps, use_vllm...) is a recipe key.
-A recipe is one flat YAML mapping of field names to values; `--set key=value` overrides it.
+A recipe is one flat YAML mapping of field names to values; `--set key=value` overrides it. Every
+stage's config, these and eval's and export's, is loaded by `training.recipe.load_config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import types
-import typing
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import yaml
 from trl import GRPOConfig, SFTConfig
 
-from training.recipe import read_recipe, recipe_path
+from training.components import ComponentArgs, MatcherName
+from training.recipe import load_config, parse_overrides, read_recipe, recipe_dict, recipe_path
 
-__all__ = ["read_recipe", "recipe_path"]  # re-exported: older imports find them here
+# Re-exported: older imports find the one loader here.
+__all__ = ["load_config", "parse_overrides", "read_recipe", "recipe_dict", "recipe_path"]
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-Config = TypeVar("Config")
 
 
 @dataclass
@@ -140,8 +135,9 @@ class SFTRunConfig(SFTConfig, PolicyArgs, DialogueArgs):
 
 
 @dataclass
-class RLRunConfig(GRPOConfig, PolicyArgs, DialogueArgs):
-    """`training.rl.main`'s config: GRPOConfig plus the policy, dialogue and reward fields."""
+class RLRunConfig(GRPOConfig, PolicyArgs, DialogueArgs, ComponentArgs):
+    """`training.rl.main`'s config: GRPOConfig plus the policy, dialogue and reward fields (the
+    user, matcher, judge and endpoint: `ComponentArgs`, as eval declares them)."""
 
     # Conversations are laid out in order (see training.rl.state_dataset); shuffling would
     # interleave their turns out of order.
@@ -152,69 +148,8 @@ class RLRunConfig(GRPOConfig, PolicyArgs, DialogueArgs):
         default="revealed",
         metadata={"help": "profile F1 against the traits 'revealed' so far or the 'true' profile"},
     )
-    matcher: str = field(default="embedding", metadata={"help": "lexical | embedding | llm"})
-    judge: str = field(default="offline", metadata={"help": "offline | llm"})
-    simulator: str = field(default="scripted", metadata={"help": "scripted | llm"})
-    endpoint_url: str | None = field(
-        default=None, metadata={"help": "OpenAI-compatible /v1 URL for the llm judge/simulator"}
-    )
-    endpoint_model: str | None = None
-    endpoint_api_key_env: str | None = field(
-        default=None, metadata={"help": "environment variable holding the endpoint's API key"}
-    )
-    endpoint_concurrency: int = field(
-        default=16,
-        metadata={"help": "most endpoint requests (llm matcher, judge, user) in flight at once: "
-                  "a batch's calls run on a pool this size, not one after another"},
-    )  # fmt: skip
+    matcher: MatcherName = "embedding"  # the reward's default; eval's is lexical
 
     def __post_init__(self) -> None:
         _cpu_default_precision(self)
         super().__post_init__()
-
-
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """`key=value` strings, values read as YAML ("3" is an int, "[a, b]" a list, "null" None)."""
-    values = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {pair!r} is not key=value")
-        values[key.strip()] = yaml.safe_load(raw)
-    return values
-
-
-def load_config(
-    cls: type[Config], recipe: str | Path | None, overrides: Mapping[str, Any] = {}
-) -> Config:
-    """`cls` built from a recipe's keys, then `overrides`; unknown keys are refused by name."""
-    values: dict[str, Any] = read_recipe(recipe) if recipe is not None else {}
-    values.update(overrides)
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    for key in values:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown config key {key!r} for {cls.__name__}{hint}")
-    return cls(**{k: _coerce(v, hints.get(k)) for k, v in values.items()})
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    """YAML reads 1e-4 as a string (it wants 1.0e-4); numbers are made numbers by field type."""
-    if not isinstance(value, str):
-        return value
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    for kind in (int, float):
-        if kind in options and str not in options:
-            try:
-                return kind(value)
-            except ValueError:
-                continue
-    return value
-
-
-def recipe_dict(config: Any) -> dict[str, Any]:
-    """The config as plain data, for rlpa.json and logs."""
-    data: dict[str, Any] = config.to_dict() if hasattr(config, "to_dict") else {}
-    return data or dataclasses.asdict(config)

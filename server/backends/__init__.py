@@ -7,15 +7,12 @@ on a machine without llama-cpp-python.
 from __future__ import annotations
 
 import importlib.util
-import json
-import logging
 from pathlib import Path
 
 from server import rlpa
 from server.backends.base import ChatBackend
+from server.rlpa import checkpoint as rlpa_checkpoint
 from server.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_ADAPTED_MODEL_NAME = "smollm2-135m-rlpa"
@@ -55,32 +52,15 @@ def embedded_adapter(settings: Settings) -> str | None:
 
 def contract_version(settings: Settings) -> int:
     """The RLPA contract the served model writes. `RLPA_CONTRACT_VERSION` wins; an embedded
-    adapter declares its own in the `rlpa.json` beside it (an adapter without one predates v2,
-    so v1); a bare base model or an upstream gets the latest contract."""
+    adapter declares its own in the `rlpa.json` beside it (read by `server.rlpa.checkpoint`,
+    whose rule makes an adapter without one contract 1); a bare base model or an upstream gets
+    the latest contract."""
     if settings.contract_version is not None:
         return settings.contract_version
     adapter = embedded_adapter(settings) if settings.backend == "llamacpp" else None
     if adapter is None:
         return rlpa.LATEST_VERSION
-    card = Path(adapter).with_name("rlpa.json")
-    try:
-        version = int(json.loads(card.read_text()).get("contract_version", 1))
-    except FileNotFoundError:
-        logger.warning(
-            "%s has no rlpa.json beside it: serving it under RLPA contract 1 (the block is the "
-            "whole profile); if it was trained on contract 2, put its rlpa.json there or set "
-            "RLPA_CONTRACT_VERSION=2",
-            adapter,
-        )
-        return 1
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise ValueError(f"{card} is not a valid rlpa.json: {exc}") from exc
-    if version not in rlpa.SUPPORTED_VERSIONS:
-        raise ValueError(
-            f"{card} declares RLPA contract {version}; this gateway serves "
-            f"{', '.join(map(str, rlpa.SUPPORTED_VERSIONS))}"
-        )
-    return version
+    return rlpa_checkpoint.contract_version(adapter)
 
 
 def served_model_name(settings: Settings) -> str | None:

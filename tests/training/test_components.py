@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from training import components
-from training.components import Endpoint, make_judge, make_matcher, make_simulator
+from training.components import make_judge, make_matcher, make_simulator
+from training.endpoint import Endpoint
 from training.rewards import LexicalMatcher, LLMJudgeMatcher, OfflineResponseJudge
 from training.simulators import LLMUser, ScriptedUser
 
@@ -16,7 +17,7 @@ def test_names_build_the_same_pieces_for_every_stage() -> None:
     assert make_matcher("lexical", threshold=0.7).threshold == 0.7
     assert isinstance(make_matcher("lexical"), LexicalMatcher)
     assert isinstance(make_judge("offline"), OfflineResponseJudge)
-    endpoint = Endpoint("http://127.0.0.1:9/v1", "judge-model")
+    endpoint = Endpoint(url="http://127.0.0.1:9/v1", model="judge-model")
     assert isinstance(make_matcher("llm", endpoint), LLMJudgeMatcher)
     assert isinstance(make_simulator("llm", endpoint, share=0.2)(), LLMUser)
 
@@ -40,3 +41,31 @@ def test_rl_and_eval_build_through_it() -> None:
 
     assert rl.make_matcher is components.make_matcher
     assert protocol.make_judge is components.make_judge
+
+
+def test_rl_and_eval_declare_the_pieces_and_the_endpoint_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from training.config import RLRunConfig
+    from training.evaluate.config import EvalConfig
+    from training.recipe import load_config
+
+    assert issubclass(RLRunConfig, components.ComponentArgs)
+    assert issubclass(EvalConfig, components.ComponentArgs)
+    endpoint = {
+        "endpoint_url": "http://127.0.0.1:9/v1",
+        "endpoint_model": "judge",
+        "endpoint_api_key_env": "RLPA_TEST_JUDGE_KEY",
+        "endpoint_concurrency": 3,
+    }
+    monkeypatch.setenv("RLPA_TEST_JUDGE_KEY", "sk-test")
+    for cls, recipe in ((RLRunConfig, "rl_tiny"), (EvalConfig, "eval_tiny")):
+        config = load_config(cls, recipe, {**endpoint, "judge": "llm"})
+        assert config.endpoint() == Endpoint(
+            url="http://127.0.0.1:9/v1", model="judge", api_key_env="RLPA_TEST_JUDGE_KEY",
+            concurrency=3,
+        )  # fmt: skip
+        assert config.endpoint().api_key() == "sk-test"  # from the environment, never a recipe
+        assert load_config(cls, recipe).endpoint() is None
+        with pytest.raises(ValueError, match="judge must be one of"):
+            load_config(cls, recipe, {"judge": "gpt"})

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from server.rlpa import render_output
-from training.components import Endpoint, make_simulator
+from training.components import make_simulator
 from training.data import generate_profiles
+from training.endpoint import Endpoint
 from training.rewards import LexicalMatcher, OfflineResponseJudge
 from training.rl_rollout import Conversation, ConversationRollout, Scorer, state_key
 from training.simulators import ScriptedUser
@@ -175,7 +176,7 @@ def _rollout(
     endpoint: SlowEndpoint, tokenizer: Any, pool: ThreadPoolExecutor | None
 ) -> ConversationRollout:
     profiles = generate_profiles(8, seed=3)
-    users = make_simulator("llm", Endpoint(endpoint.url, "user"))
+    users = make_simulator("llm", Endpoint(url=endpoint.url, model="user"))
     scorer = Scorer(LexicalMatcher(), OfflineResponseJudge())
     rollout = ConversationRollout(profiles, users, scorer, tokenizer, 2, 3, seed=5, pool=pool)
     reply = tokenizer(render_output([], "What do you do for fun?"), add_special_tokens=False)

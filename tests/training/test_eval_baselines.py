@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from training import cli
 from training.eval_data import DEV_V1, load_transfer_set
-from training.evaluate import main
 from training.evaluate.agents import build_agent
 from training.evaluate.baselines import EchoAgent, first_statement
 from training.evaluate.config import SystemConfig
@@ -72,8 +72,8 @@ def test_the_notebooks_join_every_system_list_once() -> None:
 def test_transfer_with_no_system_runs_the_notebooks_offline_and_reports_every_metric(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["--transfer", str(DEV_V1), "--transfer-users", "4", "--output-dir", str(tmp_path)]
-    assert main(argv) == 0
+    argv = ["eval", "transfer", str(DEV_V1), "--transfer-users", "4", "--output-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
     report = json.loads((tmp_path / "transfer.json").read_text())
     assert [(s["name"], s["kind"]) for s in report["systems"]] == [
         ("echo", "echo"),

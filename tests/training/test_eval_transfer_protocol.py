@@ -14,8 +14,8 @@ from server.app import create_app
 from tests.fixtures.db import ADMIN_KEY
 from tests.fixtures.live import serve
 from tests.fixtures.upstreams import ScriptedUpstream, remembering, upstream_settings
+from training import cli
 from training.eval_data import load_transfer_set
-from training.evaluate import main, parse_config
 from training.evaluate.transfer import (
     METRICS,
     PAIRED,
@@ -47,9 +47,9 @@ def test_transfer_eval_plays_both_conversations_through_a_gateway_and_reports_ev
     )
     users = load_transfer_set()[:3]
     with serve(create_app(settings)) as url:
-        argv = ["--transfer", "--transfer-users", "3", "--gateway", f"gw={url}/v1"]
+        argv = ["eval", "transfer", "--transfer-users", "3", "--gateway", f"gw={url}/v1"]
         argv += ["--model", "scripted", "--api-key", ADMIN_KEY, "--output-dir", str(tmp_path)]
-        assert main(argv) == 0
+        assert cli.main(argv) == 0
 
     report = json.loads((tmp_path / "transfer.json").read_text())
     assert report["transfer_set"]["users"] == 3 and len(report["transfer_set"]["sha256"]) == 64
@@ -113,19 +113,19 @@ def test_transfer_eval_plays_both_conversations_through_a_gateway_and_reports_ev
 
 
 def test_transfer_flags_parse_into_the_one_config() -> None:
-    config, _ = parse_config(["--transfer", "--gateway", "http://localhost:8000"])
+    _, config = cli.parse(["eval", "transfer", "--gateway", "http://localhost:8000"])
     assert config.transfer_path is not None and config.transfer_path.endswith("transfer_v1.jsonl")
     assert config.transfer_users is None and config.bootstrap_resamples == 2000
-    config, _ = parse_config(["--transfer", "my.jsonl", "--transfer-users", "2"])
+    _, config = cli.parse(["eval", "transfer", "my.jsonl", "--transfer-users", "2"])
     assert (config.transfer_path, config.transfer_users) == ("my.jsonl", 2)
-    assert parse_config([])[0].transfer_path is None
+    assert cli.parse(["eval", "run"])[1].transfer_path is None
 
 
 def test_a_transfer_run_without_a_recipe_decodes_greedily_like_the_card() -> None:
     # Readings of the transfer or dev set are compared across runs: a sampled one cannot be.
-    config, _ = parse_config(["--transfer", "dev.jsonl", "--gateway", "http://localhost:8000"])
+    _, config = cli.parse(["eval", "transfer", "dev.jsonl", "--gateway", "http://localhost:8000"])
     assert config.systems[0].do_sample is False
-    config, _ = parse_config(["--gateway", "http://localhost:8000"])  # simulated users: recipe's
+    _, config = cli.parse(["eval", "run", "--gateway", "http://localhost:8000"])  # recipe's
     assert config.systems[0].do_sample is True
-    with pytest.raises(ValueError, match="--card"):
-        main(["--transfer", "--card", "eval.json", "--gateway", "http://localhost:1"])
+    with pytest.raises(SystemExit):  # a stage card is `run`'s and `compare`'s, not `transfer`'s
+        cli.parse(["eval", "transfer", "--card", "eval.json", "--gateway", "http://localhost:1"])

@@ -12,10 +12,12 @@ import httpx
 import pytest
 
 from server.rlpa import render_output
+from training import cli
 from training.data import Profile, Trait
-from training.evaluate import EvalConfig, main, parse_config
+from training.evaluate import EvalConfig
 from training.evaluate.agents import CheckpointAgent, GatewayAgent
 from training.evaluate.protocol import load_eval_profiles, run_conversation
+from training.recipe import load_config
 from training.rewards import LexicalMatcher, OfflineResponseJudge
 from training.simulators import ScriptedUser
 
@@ -58,7 +60,7 @@ def test_eval_of_tiny_checkpoints_writes_json_markdown_and_png(
         "--checkpoint",
         f"adapter={tiny_adapter_dir}",
     ]
-    assert main(argv) == 0
+    assert cli.main(["eval", "run", *argv]) == 0
 
     results = json.loads((tmp_path / "results.json").read_text())
     assert [s["name"] for s in results["systems"]] == ["merged", "adapter"]
@@ -113,8 +115,8 @@ def test_compare_merges_earlier_results_into_one_table(tmp_path: Path) -> None:
         paths.append(tmp_path / f"{name}.json")
         paths[-1].write_text(json.dumps(results(name, al)))
     out = tmp_path / "both"
-    argv = ["--compare", *map(str, paths), "--output-dir", str(out), "--title", "both"]
-    assert main([*argv, "--card", str(out / "eval.json")]) == 0
+    argv = ["eval", "compare", *map(str, paths), "--output-dir", str(out), "--title", "both"]
+    assert cli.main([*argv, "--card", str(out / "eval.json")]) == 0
     merged = json.loads((out / "results.json").read_text())
     assert [s["name"] for s in merged["systems"]] == ["base", "rlpa"]
     table = (out / "report.md").read_text()
@@ -133,9 +135,10 @@ def test_compare_merges_earlier_results_into_one_table(tmp_path: Path) -> None:
 def test_only_runs_the_named_systems_and_the_card_names_stages(
     tiny_llama_dir: Path, tiny_adapter_dir: Path, tmp_path: Path
 ) -> None:
-    argv = ["--recipe", str(TINY_RECIPE), "--output-dir", str(tmp_path), "--users", "1"]
-    argv += ["--checkpoint", f"sft={tiny_llama_dir}", "--checkpoint", f"rl={tiny_adapter_dir}"]
-    assert main([*argv, "--only", "rl", "--card", str(tmp_path / "card" / "eval.json")]) == 0
+    argv = ["eval", "run", "--recipe", str(TINY_RECIPE), "--output-dir", str(tmp_path)]
+    argv += ["--users", "1", "--checkpoint", f"sft={tiny_llama_dir}"]
+    argv += ["--checkpoint", f"rl={tiny_adapter_dir}"]
+    assert cli.main([*argv, "--only", "rl", "--card", str(tmp_path / "card" / "eval.json")]) == 0
 
     results = json.loads((tmp_path / "results.json").read_text())
     assert [s["name"] for s in results["systems"]] == ["rl"]
@@ -148,7 +151,24 @@ def test_only_runs_the_named_systems_and_the_card_names_stages(
     assert "conversations" not in json.dumps(card)
 
     with pytest.raises(ValueError, match="--only base: no such system"):
-        parse_config([*argv, "--only", "base"])
+        cli.parse([*argv, "--only", "base"])
+
+
+def test_a_checkpoint_is_prompted_as_its_rlpa_json_says_and_without_one_as_contract_1(
+    tiny_llama_dir: Path, tiny_adapter_dir: Path
+) -> None:
+    from training.evaluate.agents import build_agent
+    from training.evaluate.config import SystemConfig
+
+    def version(path: Path, pinned: int | None = None) -> int:
+        system = SystemConfig(name="s", path=str(path), contract_version=pinned)
+        agent = build_agent(system)
+        assert isinstance(agent, CheckpointAgent)
+        return agent.version
+
+    assert version(tiny_adapter_dir) == 2  # its rlpa.json
+    assert version(tiny_llama_dir) == 1  # none: server.rlpa.checkpoint's rule
+    assert version(tiny_llama_dir, pinned=2) == 2  # a bare HF base, pinned to the latest
 
 
 class EchoModel:
@@ -280,8 +300,10 @@ def test_a_conversation_with_the_gateway_is_scored_every_turn() -> None:
 
 
 def test_flags_add_named_systems_to_the_recipe() -> None:
-    config, compare = parse_config(
+    _, config = cli.parse(
         [
+            "eval",
+            "run",
             "--recipe",
             "eval_tiny",  # a shipped recipe, by name
             "--checkpoint",
@@ -296,7 +318,6 @@ def test_flags_add_named_systems_to_the_recipe() -> None:
             "3",
         ]
     )
-    assert compare == []
     assert [(s.name, s.kind) for s in config.systems] == [
         ("sft", "checkpoint"),
         ("final", "checkpoint"),
@@ -308,19 +329,30 @@ def test_flags_add_named_systems_to_the_recipe() -> None:
 
 
 def test_config_rejects_unknown_settings_and_masks_secrets() -> None:
-    with pytest.raises(ValueError, match="turn"):
-        EvalConfig.from_dict({"turn": 3})
+    with pytest.raises(ValueError, match="did you mean turns"):
+        load_config(EvalConfig, None, {"turn": 3})
     with pytest.raises(ValueError, match="temprature"):
-        EvalConfig.from_dict({"systems": [{"name": "a", "temprature": 0.1}]})
-    config = EvalConfig.from_dict(
+        load_config(EvalConfig, None, {"systems": [{"name": "a", "temprature": 0.1}]})
+    config = load_config(
+        EvalConfig,
+        None,
         {
             "systems": [{"name": "gw", "kind": "gateway", "api_key": "sk-secret"}],
-            "judge_endpoint": {"base_url": "http://j/v1", "model": "j", "api_key": "sk-judge"},
-        }
+            "system_defaults": {"admin_api_key": "sk-admin"},
+            "judge": "llm",
+            "endpoint_url": "http://j/v1",
+            "endpoint_model": "j",
+            "endpoint_api_key_env": "RLPA_JUDGE_KEY",  # the judge's key: named, never written
+        },
     )
     recorded = json.dumps(config.to_dict())
-    assert "sk-secret" not in recorded and "sk-judge" not in recorded
-    assert config.judge_endpoint is not None and config.judge_endpoint.model == "j"
+    assert "sk-secret" not in recorded and "sk-admin" not in recorded
+    assert config.systems[0].admin_api_key == "sk-admin"  # the defaults fill every system
+    endpoint = config.endpoint()
+    assert endpoint is not None and (endpoint.model, endpoint.api_key_env) == (
+        "j",
+        "RLPA_JUDGE_KEY",
+    )
 
 
 def test_held_out_users_are_the_test_split_training_never_sees(tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ import pytest
 
 from server.rlpa import CONTRACT_VERSION
 from tests.fixtures.tiny_models import TinyModel, build_tiny_llama
+from training import cli
 from training.base_model import smollm2_gguf_path
 from training.export import (
     ContractVersionError,
     export_gguf_lora,
     export_hf,
-    main,
     read_rlpa_json,
     write_tiny_gguf_base,
 )
@@ -200,9 +200,8 @@ def test_main_exports_every_format_of_an_adapter(tiny_llama: TinyModel, tmp_path
     )
     out = tmp_path / "export"
 
-    main(
-        ["--checkpoint", str(trained), "--out-dir", str(out), "--base-model", str(tiny_llama.path)]
-    )
+    argv = ["export", "--checkpoint", str(trained), "--out-dir", str(out)]
+    assert cli.main([*argv, "--base-model", str(tiny_llama.path)]) == 0
 
     for folder in ("hf-merged", "hf-adapter", "gguf"):
         card = read_rlpa_json(out / folder)
@@ -222,8 +221,18 @@ def test_main_exports_a_full_fine_tune_merged_only(tiny_llama: TinyModel, tmp_pa
     out = tmp_path / "export"
 
     with pytest.raises(ValueError, match="full model"):
-        main(["--checkpoint", str(trained), "--out-dir", str(out), "--formats", "gguf-lora"])
-    main(["--checkpoint", str(trained), "--out-dir", str(out)])
+        cli.main(
+            [
+                "export",
+                "--checkpoint",
+                str(trained),
+                "--out-dir",
+                str(out),
+                "--formats",
+                "gguf-lora",
+            ]
+        )
+    assert cli.main(["export", "--checkpoint", str(trained), "--out-dir", str(out)]) == 0
 
     assert sorted(p.name for p in out.iterdir()) == ["hf-merged"]
     assert read_rlpa_json(out / "hf-merged")["base_model"] == "tiny-llama"

@@ -17,6 +17,7 @@ from server.rlpa import (
     parse_output,
     render_output,
 )
+from server.rlpa.checkpoint import contract_version
 from training.data import generate_profiles
 from training.dialogues import ANSWERS, second_person, sft_examples, simulate_dialogue
 from training.simulators import ScriptedUser
@@ -206,6 +207,8 @@ def test_lora_sft_resumes_from_its_last_checkpoint(tiny_llama_dir: Path, tmp_pat
     out = tmp_path / "lora"
     first = sft.main(_config(tiny_llama_dir, out, use_lora=True))
     assert (out / "checkpoint-2").is_dir()
+    # Every checkpoint carries its contract: without rlpa.json it would be read as contract 1.
+    assert contract_version(out / "checkpoint-2") == CONTRACT_VERSION == contract_version(first)
     assert (first / "adapter_config.json").exists()
 
     resumed = _config(tiny_llama_dir, out, use_lora=True, max_steps=3)

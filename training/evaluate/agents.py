@@ -7,7 +7,6 @@ import os
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -61,7 +60,8 @@ class CheckpointAgent:
         self.sampling = sampling or Sampling()
         self.seed = seed
         self.version = version
-        """The RLPA contract the checkpoint writes (its rlpa.json says; a bare base: the latest)."""
+        """The RLPA contract the checkpoint writes (its rlpa.json says, none: 1; a bare base: the
+        latest; or the system's pinned contract_version)."""
         self._profiles: dict[str, list[str]] = {}
 
     @classmethod
@@ -74,14 +74,13 @@ class CheckpointAgent:
         device: str = "cpu",
         sampling: Sampling | None = None,
         seed: int = 0,
+        contract_version: int | None = None,
     ) -> CheckpointAgent:
+        """`contract_version` pins the contract; None: the checkpoint's rlpa.json says."""
         from training.evaluate.checkpoint import load_checkpoint
-        from training.export.hf import RLPA_JSON, read_rlpa_json
 
-        model, tokenizer = load_checkpoint(path, base_model, device)
-        card = Path(path) / RLPA_JSON
-        version = int(read_rlpa_json(card)["contract_version"]) if card.exists() else None
-        return cls(name, model, tokenizer, sampling, seed, version or CONTRACT_VERSION)
+        model, tokenizer, version = load_checkpoint(path, base_model, device)
+        return cls(name, model, tokenizer, sampling, seed, contract_version or version)
 
     def reset(self, user_id: str) -> None:
         import torch
@@ -179,6 +178,14 @@ class GatewayAgent:
             return reply, [str(t) for t in block.get("profile") or []]
         return reply, self.stored_profile(user_id)
 
+    def set_profile(self, user_id: str, traits: Sequence[str]) -> list[str]:
+        """Store `traits` as the user's whole profile (an admin edit); returns what was stored."""
+        response = self._client.put(
+            self._user_url(user_id) + "/profile", json={"traits": list(traits)}, headers=self._admin
+        )
+        response.raise_for_status()
+        return [str(t) for t in response.json()["traits"]]
+
     def stored_profile(self, user_id: str) -> list[str]:
         response = self._client.get(self._user_url(user_id) + "/profile", headers=self._admin)
         if response.status_code == 404:  # nothing stored yet
@@ -215,4 +222,5 @@ def build_agent(system: SystemConfig, seed: int = 0) -> ChatAgent:
         device=system.device,
         sampling=sampling,
         seed=seed,
+        contract_version=system.contract_version,
     )

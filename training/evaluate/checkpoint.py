@@ -7,23 +7,29 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from server.rlpa import LATEST_VERSION
+from server.rlpa.checkpoint import read_rlpa_json
+
 logger = logging.getLogger(__name__)
 
 
-def load_checkpoint(path: str, base_model: str | None = None, device: str = "cpu") -> Any:
-    """(model, tokenizer), in eval mode on `device`.
+def load_checkpoint(
+    path: str, base_model: str | None = None, device: str = "cpu"
+) -> tuple[Any, Any, int]:
+    """(model, tokenizer, contract version), the model in eval mode on `device`.
 
     An adapter is merged into its base once here, so generation runs at the base's speed. Its
     base is `base_model` if given, else the one its `rlpa.json` or `adapter_config.json` names.
-    A checkpoint exported for another contract version is refused (training.export checks it).
+    The checkpoint's rlpa.json (`server.rlpa.checkpoint`) gives the contract version, refusing
+    one this code does not speak; a checkpoint without one is contract 1, a bare base (`""` or a
+    GGUF file) is no checkpoint and gets the latest.
     """
-    from training.export.hf import RLPA_JSON, read_rlpa_json
-
     if not path or path.endswith(".gguf"):
         model, tokenizer = _load_base(path)
-        return _ready(model, device), tokenizer
+        return _ready(model, device), tokenizer, LATEST_VERSION
     directory = Path(path)
-    card = read_rlpa_json(directory) if (directory / RLPA_JSON).exists() else {}
+    card = read_rlpa_json(directory)
+    version = int(card["contract_version"])
     adapter_config = directory / "adapter_config.json"
     if adapter_config.exists():
         from peft import PeftModel
@@ -39,11 +45,11 @@ def load_checkpoint(path: str, base_model: str | None = None, device: str = "cpu
         if (directory / "tokenizer_config.json").exists():
             tokenizer = _load_tokenizer(str(directory))
         logger.info("loaded adapter %s on %s", directory, base_name or "SmolLM2")
-        return _ready(model, device), tokenizer
+        return _ready(model, device), tokenizer, version
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(directory), local_files_only=True)
-    return _ready(model, device), _load_tokenizer(str(directory))
+    return _ready(model, device), _load_tokenizer(str(directory)), version
 
 
 def _load_base(name: str) -> tuple[Any, Any]:

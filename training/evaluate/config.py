@@ -1,23 +1,16 @@
-"""What `rlpa eval` runs: the systems under test and the protocol, read from a YAML recipe."""
+"""What `rlpa eval` runs: the systems under test and the protocol, loaded from a YAML recipe by
+the one loader (`training.recipe.load_config`) like every stage's config."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
+from training.components import ComponentArgs
+
 SECRET_FIELDS = ("api_key", "admin_api_key")
-
-
-@dataclass
-class EndpointConfig:
-    """Any OpenAI-compatible server, for the LLM user, the LLM judge or the LLM matcher."""
-
-    base_url: str  # as an OpenAI client takes it, e.g. http://localhost:8001/v1
-    model: str
-    api_key: str | None = None
 
 
 @dataclass
@@ -33,6 +26,9 @@ class SystemConfig:
     path: str = ""
     base_model: str | None = None  # an adapter's base, overriding what the adapter names
     device: str = "cpu"
+    # The contract a checkpoint is prompted with; None: its rlpa.json says (none: 1, the rule of
+    # server.rlpa.checkpoint), a bare base the latest. Set it for a HF base directory.
+    contract_version: int | None = None
     # gateway: its root URL (the /v1 and /admin routes hang off it)
     base_url: str | None = None
     model: str = "rlpa"
@@ -47,8 +43,13 @@ class SystemConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(ComponentArgs):
+    """The user, matcher, judge and their endpoint (`endpoint_*`) are `ComponentArgs`, declared
+    once for RL and eval; the llm user, matcher and judge all call that one endpoint."""
+
     systems: list[SystemConfig] = field(default_factory=list)
+    # Fills every system's unset fields (sampling shared by all systems, say).
+    system_defaults: dict[str, Any] = field(default_factory=dict)
     output_dir: str = "runs/eval"
     title: str = "RLPA evaluation"
     # Held-out users: the split of the users training drew from (a JSONL file, or num_profiles
@@ -65,13 +66,7 @@ class EvalConfig:
     change_at_turn: int | None = None  # 1-based turn whose user message changes a preference
     # Share of simulated users whose first message states a fact (people often do).
     opener_fact_share: float = 0.0
-    simulator: Literal["scripted", "llm"] = "scripted"
-    user_endpoint: EndpointConfig | None = None
-    matcher: Literal["lexical", "embedding", "llm", "catalogue"] = "lexical"
     matcher_threshold: float | None = None  # None: the matcher's own default
-    matcher_endpoint: EndpointConfig | None = None
-    judge: Literal["offline", "llm", "eval"] = "offline"
-    judge_endpoint: EndpointConfig | None = None
     user_prefix: str = "rlpa-eval-"  # eval users' ids; erased on a gateway before each run
     # torch CPU threads while evaluating (None: torch's default). On a shared or busy CPU, 1 can
     # be several times faster: small ops across threads stall whenever one thread is descheduled.
@@ -82,31 +77,23 @@ class EvalConfig:
     transfer_users: int | None = None
     bootstrap_resamples: int = 2000  # for the transfer metrics' 95% intervals
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EvalConfig:
-        """Nested dicts become their dataclasses; `system_defaults` fills every system's
-        unset fields (sampling shared by all systems, say). Unknown keys are errors: a
-        misspelt setting must not silently fall back to its default."""
-        values = dict(data)
-        defaults = dict(values.pop("system_defaults", None) or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown eval settings {unknown}")
-        values["systems"] = [
-            system_config({**defaults, **dict(s)}) for s in values.get("systems") or []
-        ]
-        for key in ("user_endpoint", "matcher_endpoint", "judge_endpoint"):
-            if isinstance(values.get(key), Mapping):
-                values[key] = EndpointConfig(**values[key])
-        return cls(**values)
+    def __post_init__(self) -> None:
+        # A recipe lists systems as mappings: each becomes a SystemConfig, defaults first.
+        self.systems = [self.system(s) for s in self.systems]
+
+    def system(self, data: SystemConfig | Mapping[str, Any]) -> SystemConfig:
+        """A system of this config: a mapping (a recipe's, a flag's) with `system_defaults` under
+        it, unknown keys refused; a SystemConfig as it is."""
+        if isinstance(data, SystemConfig):
+            return data
+        return system_config({**self.system_defaults, **data})
 
     def to_dict(self) -> dict[str, Any]:
         """The config as recorded in the results: secrets masked."""
         data = dataclasses.asdict(self)
-        for item in [*data["systems"], *(data[k] for k in data if k.endswith("_endpoint"))]:
+        for item in [*data["systems"], data["system_defaults"]]:
             for key in SECRET_FIELDS:
-                if item and item.get(key):
+                if item.get(key):
                     item[key] = "***"
         return data
 
@@ -117,10 +104,3 @@ def system_config(data: Mapping[str, Any]) -> SystemConfig:
     if unknown:
         raise ValueError(f"unknown settings {unknown} for system {data.get('name')!r}")
     return SystemConfig(**data)
-
-
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """A YAML file, or the name of one shipped in training/recipes ("eval_cpu")."""
-    from training.recipe import read_recipe
-
-    return read_recipe(path)

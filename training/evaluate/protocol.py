@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from training.components import Endpoint, make_judge, make_matcher, make_simulator
+from training.components import make_judge, make_matcher, make_simulator
 from training.data.profiles import Profile
 from training.evaluate.agents import ChatAgent
 from training.evaluate.config import EvalConfig
@@ -135,14 +135,9 @@ def load_eval_profiles(config: EvalConfig) -> list[Profile]:
     return chosen
 
 
-def _endpoint(config: EvalConfig, key: str) -> Endpoint | None:
-    endpoint = getattr(config, key)
-    return None if endpoint is None else Endpoint(**asdict(endpoint))
-
-
 def build_simulator(config: EvalConfig) -> UserSimulator:
     if config.simulator == "llm":
-        return make_simulator("llm", _endpoint(config, "user_endpoint"))()
+        return make_simulator("llm", config.endpoint())()
     # Held-out users say their traits in the phrasings training never used.
     held_out = config.split in ("validation", "test")
     return make_simulator(
@@ -153,9 +148,8 @@ def build_simulator(config: EvalConfig) -> UserSimulator:
 
 
 def build_matcher(config: EvalConfig) -> Matcher:
-    endpoint = _endpoint(config, "matcher_endpoint")
-    return make_matcher(config.matcher, endpoint, config.matcher_threshold)
+    return make_matcher(config.matcher, config.endpoint(), config.matcher_threshold)
 
 
 def build_judge(config: EvalConfig) -> ResponseJudge:
-    return make_judge(config.judge, _endpoint(config, "judge_endpoint"))
+    return make_judge(config.judge, config.endpoint())

@@ -275,16 +275,17 @@ def paired_differences(
     system: Sequence[UserMetrics],
     baseline: Sequence[UserMetrics],
     *,
+    metrics: Sequence[str] = PAIRED,
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> dict[str, Estimate | None]:
-    """`system` minus `baseline` on each metric of PAIRED, over the users both were read on:
+    """`system` minus `baseline` on each of `metrics`, over the users both were read on:
     a mean over the users that have it under both, a pooled rate over the users either counts
     something for (the other then counts 0 of 0). Positive: the system's value is higher."""
     theirs = {u.user: u for u in baseline}
     pairs = [(u, theirs[u.user]) for u in system if u.user in theirs]
     differences: dict[str, Estimate | None] = {}
-    for name in PAIRED:
+    for name in metrics:
         a, b = [], []
         for ours, other in pairs:
             mine, yours = terms(ours, name), terms(other, name)
@@ -296,17 +297,3 @@ def paired_differences(
                 b.append(yours)
         differences[name] = paired_bootstrap(a, b, resamples=resamples, seed=seed)
     return differences
-
-
-HEADINGS = {
-    "f1": "F1",
-    "precision": "precision",
-    "recall": "recall",
-    "retention": "retention",
-    "contradiction_rate": "contradiction rate",
-    "turn1_recall": "turn-1 recall",
-    "response": "response (eval judge)",
-    "run_on_rate": "run-on traits",
-}
-"""The shipped card's transfer columns (training/evaluate/card.py reads them): the lenient
-metrics it was measured with. The transfer report's own headings are in transfer_report.py."""

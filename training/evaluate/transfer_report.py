@@ -40,11 +40,11 @@ COUNTED = {"misattribution_rate": "misattributed"}
 """Cells that also show the pooled count (brief: a count of misattributed traits)."""
 
 
-def _heading(name: str) -> str:
+def heading(name: str) -> str:
     return HEADINGS[name] + (" \u2193" if name in LOWER_IS_BETTER else "")
 
 
-def _cell(estimate: Mapping[str, Any] | None, digits: int = 3) -> str:
+def cell(estimate: Mapping[str, Any] | None, digits: int = 3) -> str:
     if estimate is None:
         return "n/a"
     return (
@@ -55,16 +55,16 @@ def _cell(estimate: Mapping[str, Any] | None, digits: int = 3) -> str:
 
 def _table(systems: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[str]:
     lines = [
-        "| system | " + " | ".join(_heading(name) for name in names) + " |",
+        "| system | " + " | ".join(heading(name) for name in names) + " |",
         "| --- " * (len(names) + 1) + "|",
     ]
     for system in systems:
         cells = []
         for name in names:
-            cell = _cell(system["metrics"][name], 2 if name == "tokens_per_fact" else 3)
+            text = cell(system["metrics"][name], 2 if name == "tokens_per_fact" else 3)
             if name in COUNTED:
-                cell += f"; {system['counts'][COUNTED[name]]} in all"
-            cells.append(cell)
+                text += f"; {system['counts'][COUNTED[name]]} in all"
+            cells.append(text)
         lines.append("| " + " | ".join([system["name"], *cells]) + " |")
     return lines
 
@@ -82,10 +82,8 @@ def _against(against: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str
         "| --- " * (len(pairs) + 1) + "|",
     ]
     for name in next(iter(against[pairs[0][0]].values())):
-        cells = [
-            _cell(against[m][n][name], 2 if name == "tokens_per_fact" else 3) for m, n in pairs
-        ]
-        lines.append("| " + " | ".join([_heading(name), *cells]) + " |")
+        cells = [cell(against[m][n][name], 2 if name == "tokens_per_fact" else 3) for m, n in pairs]
+        lines.append("| " + " | ".join([heading(name), *cells]) + " |")
     return lines
 
 

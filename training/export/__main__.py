@@ -1,3 +1,7 @@
-from training.export.main import main
+"""`python -m training.export` is `rlpa export`: one command line (training/cli.py)."""
 
-raise SystemExit(main())
+import sys
+
+from training import cli
+
+raise SystemExit(cli.main(["export", *sys.argv[1:]]))

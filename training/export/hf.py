@@ -11,26 +11,19 @@ Two forms, both with the tokenizer and an `rlpa.json` beside the weights:
   for the default), and clients ask for the model `rlpa`. Reload it in Python with
   `PeftModel.from_pretrained`.
 
-`rlpa.json` records `server.rlpa.CONTRACT_VERSION`: a checkpoint trained on one prompt/output
-contract must not be served under another, so `read_rlpa_json` refuses a mismatch.
+`rlpa.json` records the contract version: a checkpoint trained on one prompt/output contract must
+not be served under another. It is read and written by `server.rlpa.checkpoint`, as the gateway
+reads it.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from server.rlpa import CONTRACT_VERSION, SUPPORTED_VERSIONS
-
-RLPA_JSON = "rlpa.json"
-ExportFormat = Literal["hf-merged", "hf-adapter", "gguf-lora"]
-
-
-class ContractVersionError(ValueError):
-    """A checkpoint was exported for another version of the prompt/output contract."""
+from server.rlpa import CONTRACT_VERSION
+from server.rlpa.checkpoint import write_rlpa_json
 
 
 def export_hf(
@@ -107,46 +100,3 @@ def _save_adapter(peft_model: Any, out: Path, base_model: str, dtype: str = "f32
         save_file(tensors, weights, metadata={"format": "pt"})
     elif dtype != "f32":
         raise ValueError(f"adapter dtype must be 'f32' or 'f16', not {dtype!r}")
-
-
-def write_rlpa_json(
-    out_dir: str | Path,
-    *,
-    export_format: ExportFormat,
-    base_model: str,
-    recipe: dict[str, Any],
-    eval_summary: dict[str, Any] | None,
-    contract_version: int = CONTRACT_VERSION,
-) -> Path:
-    """Write `rlpa.json` into `out_dir`: the contract version and where the checkpoint came from."""
-    card = {
-        "contract_version": contract_version,
-        "base_model": base_model,
-        "recipe": recipe,
-        "eval": eval_summary,
-        "format": export_format,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    path = Path(out_dir) / RLPA_JSON
-    path.write_text(json.dumps(card, indent=2, default=str) + "\n")
-    return path
-
-
-def read_rlpa_json(path: str | Path) -> dict[str, Any]:
-    """The `rlpa.json` of a checkpoint (its directory or the file itself).
-
-    Raises `FileNotFoundError` if there is none and `ContractVersionError` if the checkpoint was
-    trained for a contract version this code does not speak (SUPPORTED_VERSIONS).
-    """
-    file = Path(path)
-    if file.is_dir():
-        file = file / RLPA_JSON
-    card: dict[str, Any] = json.loads(file.read_text())
-    found = card.get("contract_version")
-    if found not in SUPPORTED_VERSIONS:
-        raise ContractVersionError(
-            f"{file} was exported for RLPA contract version {found!r}; this code speaks versions "
-            f"{', '.join(map(str, SUPPORTED_VERSIONS))}. Retrain the checkpoint with a current "
-            "contract."
-        )
-    return card

@@ -7,14 +7,15 @@ Reads the final directory SFT/RL wrote (a PEFT adapter, or a fully fine-tuned mo
 - `<out_dir>/gguf/adapter.gguf` llama.cpp LoRA for the embedded gateway (`RLPA_ADAPTER=<file>`)
 
 each with an `rlpa.json` (a full fine-tune has no adapter: only `hf-merged`; the GGUF LoRA is
-written for llama bases only, so a Qwen adapter exports as `hf-merged` and `hf-adapter`). If
-the checkpoint has an `rlpa.json` (SFT and RL write one), its contract version is checked, its
-base model is the default base, and its recipe and eval card are carried over.
+written for llama bases only, so a Qwen adapter exports as `hf-merged` and `hf-adapter`). The
+checkpoint's `rlpa.json` (SFT and RL write one into every checkpoint) is read by
+`server.rlpa.checkpoint`: its contract version is checked and carried over (none: contract 1),
+its base model is the default base, and its recipe and eval card are carried over.
+The command line (`rlpa export`, training/cli.py) loads an `ExportConfig` like every stage's.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from server.rlpa import CONTRACT_VERSION
+from server.rlpa.checkpoint import read_rlpa_json
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +32,10 @@ FORMATS = ("hf-merged", "hf-adapter", "gguf-lora")
 
 @dataclass
 class ExportConfig:
-    checkpoint: str  # the final directory of an SFT or RL run: a PEFT adapter or a full model
-    out_dir: str
+    """`rlpa export`'s config; a recipe or the flags must give `checkpoint` and `out_dir`."""
+
+    checkpoint: str = ""  # the final directory of an SFT or RL run: a PEFT adapter or a full model
+    out_dir: str = ""
     # The base an adapter applies to: a GGUF file or a HF checkpoint directory.
     # "": the checkpoint's rlpa.json base_model, else the SmolLM2 GGUF.
     base_model: str = ""
@@ -41,58 +44,24 @@ class ExportConfig:
     gguf_dtype: str = "f32"  # "f32" or "f16" for the GGUF LoRA tensors
     hf_adapter_dtype: str = "f32"  # "f32" or "f16" for the PEFT adapter's weights
 
+    def __post_init__(self) -> None:
+        missing = [name for name in ("checkpoint", "out_dir") if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)} (in the recipe or as flags)")
+        unknown = sorted(set(self.formats) - set(FORMATS))
+        if unknown:
+            raise ValueError(f"unknown formats {unknown}; choose from {list(FORMATS)}")
 
-def main(argv: list[str] | None = None) -> int:
-    """The entry point of `rlpa export` and `python -m training.export`."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    written = run_export(parse_config(argv))
-    for export_format, path in written.items():
-        print(f"{export_format}: {path}")
-    return 0
 
-
-def parse_config(argv: list[str] | None = None) -> ExportConfig:
-    """An `ExportConfig` from a YAML recipe (`--recipe`); command-line flags take priority."""
-    parser = argparse.ArgumentParser(
-        prog="rlpa export",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--recipe", help="YAML file (or its name in training/recipes) of ExportConfig fields"
-    )
-    parser.add_argument("--checkpoint")
-    parser.add_argument("--out-dir")
-    parser.add_argument("--base-model")
-    parser.add_argument("--formats", help=f"comma-separated, from {','.join(FORMATS)}")
-    parser.add_argument("--eval-summary")
-    parser.add_argument("--gguf-dtype", choices=["f32", "f16"])
-    parser.add_argument("--hf-adapter-dtype", choices=["f32", "f16"])
-    args = vars(parser.parse_args(argv))
-    values: dict[str, Any] = {}
-    if recipe := args.pop("recipe"):
-        from training.recipe import read_recipe
-
-        values.update(read_recipe(recipe))
-    if args.get("formats"):
-        args["formats"] = args["formats"].split(",")
-    values.update({key: value for key, value in args.items() if value is not None})
-    missing = [name for name in ("checkpoint", "out_dir") if not values.get(name)]
-    if missing:
-        parser.error(f"missing {', '.join(missing)} (in the recipe or as flags)")
-    config = ExportConfig(**values)
-    unknown = sorted(set(config.formats) - set(FORMATS))
-    if unknown:
-        parser.error(f"unknown formats {unknown}; choose from {list(FORMATS)}")
-    return config
+def main(config: ExportConfig) -> dict[str, Path]:
+    """`rlpa export`'s stage: write each format of `config.formats`; returns where each went."""
+    return run_export(config)
 
 
 def run_export(config: ExportConfig) -> dict[str, Path]:
     """Write each format of `config.formats`; returns where each went."""
-    from training.export.hf import RLPA_JSON, read_rlpa_json
-
     checkpoint = Path(config.checkpoint)
-    card = read_rlpa_json(checkpoint) if (checkpoint / RLPA_JSON).exists() else {}
+    card = read_rlpa_json(checkpoint)
     eval_summary = card.get("eval")
     if config.eval_summary:
         eval_summary = json.loads(Path(config.eval_summary).read_text())
@@ -109,7 +78,7 @@ def run_export(config: ExportConfig) -> dict[str, Path]:
         )
     model, tokenizer, base_name = _load_trained(checkpoint, base)
     card_for = {
-        "contract_version": int(card.get("contract_version", CONTRACT_VERSION)),
+        "contract_version": int(card["contract_version"]),
         "base_model": card.get("base_model") or base_name,
         "recipe": {**(card.get("recipe") or {}), "export": dataclasses.asdict(config)},
         "eval_summary": eval_summary,
@@ -144,8 +113,9 @@ def _default_formats(architecture: str | None) -> list[str]:
 def _write(
     export_format: str, model: Any, tokenizer: Any, out: Path, config: ExportConfig, card: Any
 ) -> Path:
+    from server.rlpa.checkpoint import write_rlpa_json
     from training.export.gguf_lora import export_gguf_lora
-    from training.export.hf import export_hf, write_rlpa_json
+    from training.export.hf import export_hf
 
     if export_format != "gguf-lora":
         merged = export_format == "hf-merged"
