@@ -30,7 +30,7 @@ from typing import Any
 from training.components import JUDGES, MATCHERS
 from training.eval_data import TRANSFER_V1
 
-EVAL_COMMANDS = ("run", "transfer", "compare", "card")
+EVAL_COMMANDS = ("run", "transfer", "compare", "card", "conflicts")
 # Explicit training flags and the config fields they set.
 TRAIN_FLAGS = {
     "output_dir": "output_dir",
@@ -159,6 +159,10 @@ def _add_eval(commands: Any) -> None:
     commands.add_parser(
         "card", add_help=False, help="the model card: models/NAME/README.md and eval.json "
         "(training.evaluate.card; see `rlpa eval card --help`)",
+    )  # fmt: skip
+    commands.add_parser(
+        "conflicts", add_help=False, help="replies against stored preferences, profile on and "
+        "off (training.evaluate.conflicts; see `rlpa eval conflicts --help`)",
     )  # fmt: skip
 
 
@@ -322,6 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.evaluate import card
 
         return card.main(words[2:])
+    if words[:2] == ["eval", "conflicts"]:
+        from training.evaluate import conflicts
+
+        return conflicts.main(words[2:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(words)
     try:

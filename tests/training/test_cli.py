@@ -229,3 +229,12 @@ def test_the_command_line_imports_nothing_heavy_until_it_runs(argv: list[str]) -
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("[]")
+
+
+def test_eval_conflicts_hands_its_arguments_to_the_conflicts_runner(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["eval", "conflicts", "--help"])
+    assert exit_.value.code == 0
+    assert "--conflicts" in capsys.readouterr().out
