@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from training.config import SFTRunConfig
+from training.config import DialogueArgs, SFTRunConfig
 from training.dialogues import sft_examples, training_profiles
 from training.policy import jsonl_logger, load_policy, lora_config, run_training
 
@@ -24,12 +24,31 @@ if TYPE_CHECKING:
     from datasets import Dataset
     from trl import SFTTrainer
 
+    from training.simulators import ScriptedUser
+
+
+def scripted_user(config: DialogueArgs) -> ScriptedUser:
+    """The scripted user a recipe's dialogue fields describe, with the training phrasings."""
+    from training.simulators import ScriptedUser
+
+    return ScriptedUser(
+        change_at_turn=config.change_at_turn,
+        share=config.reveal_share,
+        opener_fact_share=config.opener_fact_share,
+        natural_opener_share=config.natural_opener_share,
+        phrasing_split="train",
+        change_share=config.change_share,
+        forget_share=config.forget_share,
+        private_share=config.private_share,
+        third_party_share=config.third_party_share,
+        request_share=config.request_share,
+        memory_share=config.memory_share,
+    )
+
 
 def build_dataset(config: SFTRunConfig, holdout: bool = False) -> Dataset:
     """Conversations with the training users; `holdout` uses the validation users instead."""
     from datasets import Dataset
-
-    from training.simulators import ScriptedUser
 
     split = "validation" if holdout else "train"
     profiles = training_profiles(
@@ -37,19 +56,7 @@ def build_dataset(config: SFTRunConfig, holdout: bool = False) -> Dataset:
     )
 
     def make_user() -> ScriptedUser:
-        return ScriptedUser(
-            change_at_turn=config.change_at_turn,
-            share=config.reveal_share,
-            opener_fact_share=config.opener_fact_share,
-            natural_opener_share=config.natural_opener_share,
-            phrasing_split="train",
-            change_share=config.change_share,
-            forget_share=config.forget_share,
-            private_share=config.private_share,
-            third_party_share=config.third_party_share,
-            request_share=config.request_share,
-            memory_share=config.memory_share,
-        )
+        return scripted_user(config)
 
     rows = sft_examples(
         profiles,

@@ -12,8 +12,8 @@ from server.rlpa import apply_block, parse_output
 from training.config import SFTRunConfig, load_config
 from training.data.profiles import Trait
 from training.dialogues import ANSWERS, AssistantTurn, second_person, simulate_dialogue
+from training.sft import scripted_user
 from training.simulators.others import PEOPLE
-from training.simulators.scripted import ScriptedUser
 
 RECIPE = "sft_memory_cpu"
 FORGET = re.compile(r"^forget\s*:", re.I)
@@ -28,18 +28,7 @@ def conversations() -> tuple[tuple[tuple[AssistantTurn, list[tuple[str, Trait | 
     profiles = training_profiles(None, config.num_profiles, config.profile_seed, "train")
     result = []
     for index, profile in enumerate(profiles):
-        user = ScriptedUser(
-            share=config.reveal_share,
-            opener_fact_share=config.opener_fact_share,
-            natural_opener_share=config.natural_opener_share,
-            phrasing_split="train",
-            change_share=config.change_share,
-            forget_share=config.forget_share,
-            private_share=config.private_share,
-            third_party_share=config.third_party_share,
-            request_share=config.request_share,
-            memory_share=config.memory_share,
-        )
+        user = scripted_user(config)
         turns = []
         for turn in simulate_dialogue(
             profile, user, config.seed + index, config.max_turns, 2, config.carried_share
