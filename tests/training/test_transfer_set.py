@@ -22,6 +22,7 @@ from training.eval_data import (
     DEV_V1,
     TRANSFER_V1,
     TRANSFER_V2,
+    UPDATES_DEV_V1,
     USER,
     ForbiddenFact,
     TransferSetError,
@@ -51,16 +52,20 @@ PARTY_WORDS = {
     "mother": ("mother", "mum", "mom"),
     "boyfriend's mother": ("mother", "mum", "mom"),
     "boyfriend's father": ("father", "dad"),
+    "father": ("father", "dad"),
+    "brother-in-law": ("brother-in-law", "brother", "yaron"),
+    "teenagers": ("teen",),
     "wife": ("wife",),
     "husband": ("husband",),
     "boyfriend": ("boyfriend", "partner"),
     "girlfriend": ("girlfriend", "partner"),
     "partner": ("partner",),
-    "friend": ("friend", "mate", "dan", "priya", "tendai", "lucía", "lucia", "kwame"),
+    "friend": ("friend", "mate", "dan", "priya", "tendai", "lucía", "lucia", "kwame", "sean"),
     "coworker": ("coworker", "co-worker", "colleague", "femi", "okafor"),
     "manager": ("manager", "boss", "lead", "ingrid"),
-    "dog": ("dog", "collie", "pip", "lurcher", "bramble", "greyhound", "salsa"),
-    "cat": ("cat", "kitten", "tofu", "bruno", "paprika"),
+    "dog": ("dog", "collie", "pip", "lurcher", "bramble", "greyhound", "salsa", "spaniel", "bosun"),
+    "cat": ("cat", "kitten", "tofu", "bruno", "paprika", "humbug", "mitzi"),
+    "parrot": ("parrot", "african grey", "pickle"),
     "rabbits": ("rabbit", "bunny", "bunnies", "mochi", "pretzel"),
     "flatmate": ("flatmate", "roommate"),
     "guinea pigs": ("guinea pig",),
@@ -110,9 +115,12 @@ def transfer_sentences(path: Path = TRANSFER_V1) -> dict[str, str]:
     return found
 
 
-@pytest.fixture(params=[TRANSFER_V1, DEV_V1, TRANSFER_V2], ids=["transfer", "dev", "transfer_v2"])
+@pytest.fixture(
+    params=[TRANSFER_V1, DEV_V1, TRANSFER_V2, UPDATES_DEV_V1],
+    ids=["transfer", "dev", "transfer_v2", "updates_dev"],
+)
 def hand_written(request: pytest.FixtureRequest) -> Path:
-    """Each hand-written set: the rules below hold for transfer v1, the dev set and the held-out
+    """Each hand-written set: the rules below hold for transfer v1, the dev sets and the held-out
     transfer v2 alike."""
     path: Path = request.param
     return path
@@ -355,14 +363,15 @@ def test_no_gold_fact_is_a_catalogue_phrasing(hand_written: Path) -> None:
     assert copied == []
 
 
-def test_transfer_v2_shares_no_sentence_with_transfer_v1_or_the_dev_set() -> None:
-    """The held-out set is new people in new words: both other sets have been read to make
-    decisions, and a sentence shared with them would carry those decisions into it (as
-    test_dev_set.py proves the dev set shares none with transfer v1)."""
+def test_transfer_v2_shares_no_sentence_with_transfer_v1_or_the_dev_sets() -> None:
+    """The held-out set is new people in new words: the other sets are read to make decisions,
+    and a sentence shared with them would carry those decisions into it (as test_dev_set.py and
+    test_updates_dev_set.py prove the dev sets share none with transfer v1). A failure names the
+    other set's message only, so that reading it does not read the held-out set."""
     held_out = transfer_sentences(TRANSFER_V2)
-    for other in (TRANSFER_V1, DEV_V1):
+    for other in (TRANSFER_V1, DEV_V1, UPDATES_DEV_V1):
         seen = transfer_sentences(other)
-        shared = {s: (where, seen[s]) for s, where in held_out.items() if s in seen}
+        shared = {s: where for s, where in seen.items() if s in held_out}
         assert shared == {}, other.name
 
 

@@ -51,6 +51,9 @@ TRANSFER_V2 = Path(__file__).with_name("transfer_v2.jsonl")
 """The held-out set: read once per shipped model, never to decide (README)."""
 DEV_V1 = Path(__file__).with_name("dev_v1.jsonl")
 """Hand-written users in the same format that may be read to diagnose and to choose (README)."""
+UPDATES_DEV_V1 = Path(__file__).with_name("updates_dev_v1.jsonl")
+"""A dev set of hand-written users who correct, change, withdraw or withhold what they say
+(`updates`): read to diagnose and to choose, never trained on (README)."""
 USER = "user"
 """`about` of a fact about the user themself; anything else names a third party."""
 FORBIDDEN_KINDS = ("negation", "outdated", "forgotten", "private")
@@ -364,6 +367,7 @@ __all__ = [
     "FORBIDDEN_KINDS",
     "TRANSFER_V1",
     "TRANSFER_V2",
+    "UPDATES_DEV_V1",
     "UPDATE_KINDS",
     "USER",
     "ForbiddenFact",

@@ -15,18 +15,9 @@ from training.evaluate.baselines import BASELINES
 
 METRICS = (
     *transfer.HEADLINE[:3],
-    "update_accuracy",
-    "forget_compliance",
-    "stale_rate",
-    "contradiction_rate",
-    "attribution",
-    "misattribution_rate",
-    "junk_rate",
-    "tokens_per_fact",
-    "retention",
-    "turn1_recall",
-    "requests_answered",
-    "response",
+    *transfer.UPDATES,
+    *transfer.HEADLINE[3:],
+    *(name for name in transfer.CONVERSATION if name != "run_on_rate"),
     *transfer.LENIENT,
 )
 """The card's metrics, in its order: one-to-one F1 first, the lenient keyword ones last."""
