@@ -40,10 +40,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+U = TypeVar("U", bound=_HasId)
 
 TRANSFER_V1 = Path(__file__).with_name("transfer_v1.jsonl")
 """Read to decide since the second SFT pass: a second dev set now (README)."""
@@ -340,10 +349,13 @@ def parse_user(data: Any, where: str = "user") -> TransferUser:
     )
 
 
-def load_transfer_set(path: str | Path = TRANSFER_V1) -> list[TransferUser]:
-    """Every user in the file, in order; a malformed line raises TransferSetError."""
+def read_users(
+    path: str | Path, parse: Callable[[dict[str, Any], str], U], error: type[ValueError]
+) -> list[U]:
+    """Every line of a hand-written set parsed by `parse`, in order; a malformed line or a
+    duplicate id raises `error` naming the file and the line."""
     path = Path(path)
-    users: list[TransferUser] = []
+    users: list[U] = []
     seen: set[str] = set()
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
@@ -352,14 +364,19 @@ def load_transfer_set(path: str | Path = TRANSFER_V1) -> list[TransferUser]:
             where = f"{path}:{number}"
             try:
                 data = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TransferSetError(f"{where}: not valid JSON ({error.msg})") from None
-            user = parse_user(data, where)
+            except json.JSONDecodeError as exc:
+                raise error(f"{where}: not valid JSON ({exc.msg})") from None
+            user = parse(data, where)
             if user.id in seen:
-                raise TransferSetError(f"{where}: duplicate id {user.id!r}")
+                raise error(f"{where}: duplicate id {user.id!r}")
             seen.add(user.id)
             users.append(user)
     return users
+
+
+def load_transfer_set(path: str | Path = TRANSFER_V1) -> list[TransferUser]:
+    """Every user in the file, in order; a malformed line raises TransferSetError."""
+    return read_users(path, parse_user, TransferSetError)
 
 
 __all__ = [

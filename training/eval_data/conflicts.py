@@ -17,14 +17,13 @@ guard: they show the reply took the preference into account ("allergic", "hostel
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from training.eval_data import Groups, TransferSetError, keyword_match
+from training.eval_data import Groups, TransferSetError, keyword_match, read_users
 
 CONFLICTS_DEV_V1 = Path(__file__).with_name("conflicts_dev_v1.jsonl")
 """A dev set: it may be read to diagnose and to choose (README)."""
@@ -155,20 +154,4 @@ def parse_conflict(data: Any, where: str = "user") -> ConflictUser:
 
 def load_conflict_set(path: str | Path = CONFLICTS_DEV_V1) -> list[ConflictUser]:
     """Every user in the file, in order; a malformed line raises ConflictSetError."""
-    path = Path(path)
-    users: list[ConflictUser] = []
-    seen: set[str] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ConflictSetError(f"{where}: not valid JSON ({error.msg})") from None
-        user = parse_conflict(data, where)
-        if user.id in seen:
-            raise ConflictSetError(f"{where}: duplicate id {user.id!r}")
-        seen.add(user.id)
-        users.append(user)
-    return users
+    return read_users(path, parse_conflict, ConflictSetError)
