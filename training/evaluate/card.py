@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from server.rlpa import checkpoint, grammar, prompt
-from training.eval_data import DEV_V1, TRANSFER_V1, TRANSFER_V2
+from training.eval_data import DEV_V1, TRANSFER_V1, TRANSFER_V2, UPDATES_DEV_V1
 from training.evaluate import card_markdown, card_numbers
 from training.evaluate.baselines import BASELINES
 from training.evaluate.card_numbers import BASE_METRICS, METRICS
@@ -61,6 +61,7 @@ Role = Literal["dev", "held-out"]
 EVAL_SETS: dict[str, tuple[Path, Role]] = {
     "dev_v1": (DEV_V1, "dev"),
     "transfer_v1": (TRANSFER_V1, "dev"),
+    "updates_dev_v1": (UPDATES_DEV_V1, "dev"),
     "transfer_v2": (TRANSFER_V2, "held-out"),
 }
 """Each eval set and its role (training/eval_data/README.md): transfer v1 is a second dev set."""
