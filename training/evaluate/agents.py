@@ -134,7 +134,7 @@ class GatewayAgent:
         profile_source: str = "response",
         sampling: Sampling | None = None,
         client: httpx.Client | None = None,
-        timeout: float = 120.0,
+        timeout: float = 600.0,
     ) -> None:
         self.name = name
         # The admin routes are not under /v1, so an OpenAI-style base URL is cut back to the root.
