@@ -172,7 +172,7 @@ async def _start_chat(state: AppState, backend: ChatBackend | None) -> None:
     state.chat = ChatService(
         backend,
         state.profiles,
-        contract_version(settings),
+        contract_version=contract_version(settings),
         write_behind=write_behind,
         # A write that has not ended by then failed (every database timeout has passed).
         write_wait_s=(
@@ -180,5 +180,7 @@ async def _start_chat(state: AppState, backend: ChatBackend | None) -> None:
             + settings.db_pool_timeout_s
             + settings.db_statement_timeout_s
         ),
+        default_max_tokens=settings.default_max_tokens,
+        profile_max_tokens=settings.profile_max_tokens,
     )
     logger.info("serving RLPA contract v%d", state.chat.contract_version)

@@ -20,12 +20,14 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
 from server import metrics
+from server.profiles.state import ProfileState
 
 logger = logging.getLogger(__name__)
 
@@ -46,21 +48,35 @@ BARRIER_TTL_S = 60
 FILL_DEADLINE_S = 10.0
 
 
-@dataclass(frozen=True)
-class CachedProfile:
-    version: int
-    traits: list[str]
-    source: str | None
-    updated_at: str | None
-    personalization: bool = True
-    user_id: int = 0  # the end_user row this profile belongs to
-
-    @property
-    def barrier(self) -> bool:
-        return self.version >= BARRIER_VERSION
+BARRIER = ProfileState(
+    version=BARRIER_VERSION,
+    traits=[],
+    personalization=True,
+    source=None,
+    updated_at=None,
+    user_id=0,
+)
 
 
-BARRIER = CachedProfile(BARRIER_VERSION, [], None, None)
+def encode(state: ProfileState) -> str:
+    """An entry as Redis keeps it: the state's own fields, as JSON."""
+    fields = asdict(state)
+    fields["updated_at"] = state.updated_at.isoformat() if state.updated_at else None
+    return json.dumps(fields)
+
+
+def decode(raw: str | bytes) -> ProfileState | None:
+    """An entry read back; None for a barrier, or for an entry of another shape (a version of
+    the gateway that cached other fields: the database answers instead)."""
+    fields = json.loads(raw)
+    if fields.get("version", 0) >= BARRIER_VERSION:
+        return None
+    try:
+        updated = fields["updated_at"]
+        fields["updated_at"] = datetime.fromisoformat(updated) if updated else None
+        return ProfileState(**fields)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def cache_key(tenant_id: int, pseudonym: str) -> str:
@@ -77,8 +93,8 @@ class ProfileCache(Protocol):
     # user's turns across replicas (begin_write), not only within this process.
     shared: bool
 
-    async def get(self, key: str) -> CachedProfile | None: ...
-    async def put(self, key: str, value: CachedProfile, *, read_at: float) -> None: ...
+    async def get(self, key: str) -> ProfileState | None: ...
+    async def put(self, key: str, value: ProfileState, *, read_at: float) -> None: ...
     async def invalidate(self, key: str) -> None: ...
     async def begin_write(self, key: str, token: str, ttl_s: float) -> bool: ...
     async def end_write(self, key: str, token: str) -> None: ...
@@ -95,10 +111,10 @@ class NoCache:
 
     shared = False
 
-    async def get(self, key: str) -> CachedProfile | None:
+    async def get(self, key: str) -> ProfileState | None:
         return None
 
-    async def put(self, key: str, value: CachedProfile, *, read_at: float) -> None:
+    async def put(self, key: str, value: ProfileState, *, read_at: float) -> None:
         return None
 
     async def invalidate(self, key: str) -> None:
@@ -214,7 +230,7 @@ class RedisCache:
             if batch:
                 await self._redis.unlink(*batch)
 
-    async def get(self, key: str) -> CachedProfile | None:
+    async def get(self, key: str) -> ProfileState | None:
         if not await self._usable():
             return None
         try:
@@ -222,18 +238,15 @@ class RedisCache:
         except Exception as exc:
             self._failed(exc)
             return None
-        if raw is None:
-            return None
-        value = CachedProfile(**json.loads(raw))
-        return None if value.barrier else value
+        return None if raw is None else decode(raw)
 
-    async def put(self, key: str, value: CachedProfile, *, read_at: float) -> None:
+    async def put(self, key: str, value: ProfileState, *, read_at: float) -> None:
         if _stale(read_at) or not await self._usable():
             return
         try:
             await self._put_script(
                 keys=[self._prefix + key],
-                args=[json.dumps(asdict(value)), value.version, self._ttl_s],
+                args=[encode(value), value.version, self._ttl_s],
             )
         except Exception as exc:
             self._failed(exc)
@@ -242,7 +255,7 @@ class RedisCache:
         if not await self._usable():
             return
         try:
-            await self._redis.set(self._prefix + key, json.dumps(asdict(BARRIER)), ex=BARRIER_TTL_S)
+            await self._redis.set(self._prefix + key, encode(BARRIER), ex=BARRIER_TTL_S)
         except Exception as exc:
             self._failed(exc)
 

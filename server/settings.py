@@ -69,7 +69,15 @@ class Settings(BaseSettings):
     adapter: str | None = None  # None: the shipped RLPA adapter (embedded); "none": no adapter
     n_ctx: int = 2048
     n_threads: int | None = None
+    # The visible reply's bound when a request names none (`max_tokens` bounds the reply only).
     default_max_tokens: int = 256
+    # The hidden profile block's own bound, apart from the reply's: a block that runs past it
+    # ends the turn with finish_reason "length" and is not stored. An upstream is asked for
+    # this plus the reply's bound.
+    profile_max_tokens: int = Field(default=256, ge=1)
+    # Seconds between SSE keep-alive comments (`: keep-alive`) while a stream has nothing to
+    # send, such as while the model writes the hidden block; 0 sends none.
+    stream_keepalive_s: float = Field(default=5.0, ge=0.0)
     # Sampling defaults for the embedded model: small models loop under greedy decoding.
     embedded_temperature: float = 0.7
     embedded_top_p: float = 0.9

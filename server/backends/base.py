@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplingParams:
-    """What the client asked for. None means "backend default"."""
+    """How to sample one generation. None means "backend default".
+
+    A backend applies `max_tokens` and `stop` to its whole output. In a chat turn's request they
+    are the client's, for the visible reply only: the chat service sends the backend the bounds
+    of the whole output and applies the client's to the reply (server/chat/reply.py)."""
 
     max_tokens: int | None = None
     temperature: float | None = None
@@ -29,6 +33,8 @@ class SamplingParams:
 @dataclass
 class TextDelta:
     text: str
+    tokens: int = 1
+    """How many generated tokens this text is (an upstream's delta counts as one)."""
 
 
 @dataclass
@@ -41,12 +47,27 @@ class Finish:
 StreamEvent = TextDelta | Finish
 
 
+@dataclass(frozen=True)
+class StopGeneration:
+    """Sent into a backend's stream by a consumer that has read enough (`stream.asend(STOP)`):
+    the backend ends the generation now and answers with its Finish, so that the turn still
+    has its usage. A backend may ignore it; the consumer then reads on to the Finish."""
+
+
+STOP = StopGeneration()
+
+BackendStream = AsyncGenerator[StreamEvent, StopGeneration | None]
+
+
 class ChatBackend(Protocol):
-    """A chat model: one choice per `stream` call, text deltas then exactly one `Finish`."""
+    """A chat model: one choice per `stream` call, text deltas then exactly one `Finish`.
+
+    `params.max_tokens` and `params.stop` bound the whole output; the chat service asks for the
+    visible reply's bounds itself (server/chat/reply.py)."""
 
     def stream(
         self, model: str, messages: list[dict[str, str]], params: SamplingParams
-    ) -> AsyncIterator[StreamEvent]: ...
+    ) -> BackendStream: ...
 
     async def start(self) -> None:
         """Load or connect; called once by the app's lifespan before serving."""

@@ -12,13 +12,12 @@ closed, task cancelled) the worker stops after the token in hand and the next re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from server import rlpa
 from server.backends import DEFAULT_MODEL_NAME, served_model_name
-from server.backends.base import Finish, SamplingParams, StreamEvent
+from server.backends.base import STOP, BackendStream, Finish, SamplingParams, TextDelta
 from server.backends.llamacpp_model import GenerationJob, LoadedModel
 from server.errors import BadRequestError, UpstreamError
 from server.settings import Settings
@@ -76,7 +75,7 @@ class LlamaCppBackend:
 
     async def stream(
         self, model: str, messages: list[dict[str, str]], params: SamplingParams
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> BackendStream:
         loaded = self._model
         if loaded is None:
             raise UpstreamError("The embedded model is not loaded.", status_code=503)
@@ -100,7 +99,10 @@ class LlamaCppBackend:
                 event = await job.queue.get()
                 if isinstance(event, Exception):
                     raise event
-                yield event
+                if job.halted.is_set() and isinstance(event, TextDelta):
+                    continue  # generated before the worker saw the STOP: nobody wants it
+                if (yield event) is STOP:
+                    job.halted.set()
                 if isinstance(event, Finish):
                     return
         finally:

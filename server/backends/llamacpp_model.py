@@ -39,6 +39,8 @@ class GenerationJob:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[StreamEvent | Exception]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # The consumer has read enough (base.STOP): end the generation and still send the Finish.
+    halted: threading.Event = field(default_factory=threading.Event)
     grammar: Any = None  # a llama_cpp.LlamaGrammar constraining the output, or None
     reply_scale: float | None = None
     """The LoRA adapter's scale from the reply's <response> tag on; None: unchanged."""
@@ -171,12 +173,14 @@ class LoadedModel:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         scanner = StopScanner(job.stop)
         generated, reason = 0, "length"
+        unsent = 0  # tokens whose text is not out yet (half a UTF-8 character, a held stop)
         switch, written = job.reply_scale, ""
         for token in self.llama.generate(prompt, grammar=job.grammar, **job.sampling):
             generated += 1  # the end-of-generation token counts too, as vLLM and llama.cpp count
             if self._is_eog(self._vocab, token):
                 reason = "stop"
                 break
+            unsent += 1
             piece = decoder.decode(self.llama.detokenize([token]))
             if switch is not None:
                 written = (written + piece)[-32:]
@@ -185,8 +189,9 @@ class LoadedModel:
                     switch = None
             text = scanner.feed(piece)
             if text:
-                job.emit(TextDelta(text))
-            if scanner.stopped:
+                job.emit(TextDelta(text, tokens=unsent))
+                unsent = 0
+            if scanner.stopped or job.halted.is_set():
                 reason = "stop"
                 break
             if generated >= min(job.max_tokens, room) or job.cancelled.is_set():
@@ -195,7 +200,7 @@ class LoadedModel:
             return
         tail = "" if scanner.stopped else scanner.flush(decoder.decode(b"", final=True))
         if tail:
-            job.emit(TextDelta(tail))
+            job.emit(TextDelta(tail, tokens=unsent))
         job.emit(Finish(reason=reason, prompt_tokens=len(prompt), completion_tokens=generated))
 
 

@@ -23,14 +23,14 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
 import httpx
 
 from server import metrics, observability, rlpa
-from server.backends.base import Finish, SamplingParams, StreamEvent
+from server.backends.base import STOP, BackendStream, Finish, SamplingParams
 from server.backends.sse import parse_chat_stream, upstream_error_detail
 from server.backends.upstream_http import (
     UpstreamHTTP,
@@ -147,7 +147,7 @@ class OpenAIUpstreamBackend:
 
     async def stream(
         self, model: str, messages: list[dict[str, str]], params: SamplingParams
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> BackendStream:
         body = self._body(model, messages, params)
         constrain = params.rlpa_format and not _CLIENT_CONSTRAINTS & body.keys()
         response, upstream = await self._open(body, constrain)
@@ -158,7 +158,11 @@ class OpenAIUpstreamBackend:
                     if isinstance(event, Finish):
                         finish = event
                         break
-                    yield event
+                    if (yield event) is STOP:
+                        stopped = await events.asend(STOP)
+                        assert isinstance(stopped, Finish)  # parse_chat_stream's answer to STOP
+                        finish = stopped
+                        break
         except UpstreamError:
             metrics.UPSTREAM_ERRORS.labels(upstream.host, "stream").inc()
             raise

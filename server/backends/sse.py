@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
 
-from server.backends.base import Finish, StreamEvent, TextDelta
+from server.backends.base import STOP, BackendStream, Finish, TextDelta
 from server.backends.upstream_http import UpstreamResponse
 from server.errors import UpstreamError
 
@@ -17,8 +16,11 @@ _MAX_MESSAGE_CHARS = 1000
 
 async def parse_chat_stream(
     response: UpstreamResponse, messages: list[dict[str, str]]
-) -> AsyncGenerator[StreamEvent, None]:
+) -> BackendStream:
     """Text deltas of choice 0, then one Finish with the upstream's token usage.
+
+    Sent STOP, it reads no further and answers with a Finish counting what came so far (the
+    caller closes the response, which ends the upstream's generation).
 
     Raises UpstreamError: 502 when the stream breaks or ends unfinished, 504 when it stalls past
     the read timeout.
@@ -48,7 +50,9 @@ async def parse_chat_stream(
                 content = (choice.get("delta") or {}).get("content")
                 if content:
                     deltas += 1
-                    yield TextDelta(content)
+                    if (yield TextDelta(content)) is STOP:
+                        yield _finish("stop", usage, deltas, messages)
+                        return
                 reason = choice.get("finish_reason") or reason
     except httpx.TimeoutException as exc:
         if not done:  # after [DONE] the answer is whole, however the body ends

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from server.backends.base import SamplingParams
 from server.chat.service import TurnRequest
+from server.db import utcnow
 from server.errors import BadRequestError
 from server.openai import protocol as p
 
@@ -122,10 +124,13 @@ def upstream_extras(body: p.ChatCompletionRequest, supported: frozenset[str]) ->
     return extras
 
 
-def turn_request(body: p.ChatCompletionRequest, supported: frozenset[str]) -> TurnRequest:
+def turn_request(
+    body: p.ChatCompletionRequest, supported: frozenset[str], arrived_at: datetime | None = None
+) -> TurnRequest:
     """The turn the request asks for: the table's own fields mapped, the passed ones as extras.
 
-    `supported` is what the backend honours (`ChatBackend.supported_extras`).
+    `supported` is what the backend honours (`ChatBackend.supported_extras`); `arrived_at` is
+    when the gateway received the request (now, if not given).
     """
     return TurnRequest(
         model=body.model,
@@ -139,11 +144,10 @@ def turn_request(body: p.ChatCompletionRequest, supported: frozenset[str]) -> Tu
             presence_penalty=body.presence_penalty,
             frequency_penalty=body.frequency_penalty,
             extra=upstream_extras(body, supported),
-            rlpa_format=True,
         ),
         n=body.n,
         user=body.user,
         remember=body.rlpa.mode == "on",
-        include_usage=bool(body.stream_options and body.stream_options.include_usage),
         return_profile=body.rlpa.return_profile,
+        arrived_at=arrived_at or utcnow(),
     )

@@ -1,16 +1,22 @@
-"""A prepared chat turn rendered in the OpenAI wire types: a whole response, or stream chunks.
-
-server.chat yields domain results (text deltas, a Finish, the profile); the wire shape is here."""
+"""A chat turn's events (server/chat/events.py) in the OpenAI wire types: one whole response, or
+stream chunks. Nothing here calls back into the chat domain."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 from server import metrics
-from server.backends.base import Finish
-from server.chat.service import ChatService, ProfileView, Turn
+from server.chat.events import (
+    ChoiceDone,
+    ChoiceStarted,
+    ProfileView,
+    ReplyDelta,
+    TurnDone,
+    TurnEvent,
+)
 from server.openai import protocol as p
 
 T = TypeVar("T")
@@ -20,40 +26,61 @@ def _profile(view: ProfileView | None) -> p.RLPAProfile | None:
     return None if view is None else p.RLPAProfile(profile=view.traits, version=view.version)
 
 
-def _usage(prompt: int, completion: int) -> p.UsageInfo:
+def _usage(done: TurnDone) -> p.UsageInfo:
     return p.UsageInfo(
-        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        prompt_tokens=done.prompt_tokens,
+        completion_tokens=done.completion_tokens,
+        total_tokens=done.prompt_tokens + done.completion_tokens,
     )
 
 
-async def complete(service: ChatService, turn: Turn) -> p.ChatCompletionResponse:
+async def complete(events: AsyncIterator[TurnEvent], model: str) -> p.ChatCompletionResponse:
+    parts: dict[int, list[str]] = {}
     choices: list[p.ChatCompletionResponseChoice] = []
-    prompt_tokens = completion_tokens = 0
-    for index in range(turn.n):
-        parts: list[str] = []
-        finish: Finish | None = None
-        async for item in service.choice(turn, index):
-            if isinstance(item, Finish):
-                finish = item
-            else:
-                parts.append(item)
-        assert finish is not None
-        prompt_tokens = finish.prompt_tokens
-        completion_tokens += finish.completion_tokens
-        choices.append(
-            p.ChatCompletionResponseChoice(
-                index=index,
-                message=p.ResponseMessage(content="".join(parts)),
-                finish_reason=finish.reason,
+    response: p.ChatCompletionResponse | None = None
+    async for event in events:  # to the end: the turn is over after TurnDone
+        if isinstance(event, ReplyDelta):
+            parts.setdefault(event.index, []).append(event.text)
+        elif isinstance(event, ChoiceDone):
+            text = "".join(parts.pop(event.index, []))
+            choices.append(
+                p.ChatCompletionResponseChoice(
+                    index=event.index,
+                    message=p.ResponseMessage(content=text),
+                    finish_reason=event.finish_reason,
+                )
             )
-        )
-    await service.finish_turn(turn)
-    return p.ChatCompletionResponse(
-        model=turn.model,
-        choices=choices,
-        usage=_usage(prompt_tokens, completion_tokens),
-        rlpa=_profile(service.rlpa_block(turn)),
-    )
+        elif isinstance(event, TurnDone):
+            response = p.ChatCompletionResponse(
+                model=model, choices=choices, usage=_usage(event), rlpa=_profile(event.profile)
+            )
+    if response is None:
+        raise RuntimeError("the chat turn ended without TurnDone")
+    return response
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamShape:
+    """What the request says of its stream, beside the turn's events."""
+
+    completion_id: str
+    model: str
+    n: int
+    include_usage: bool
+    started: float  # time.monotonic() when the request arrived, for TIME_TO_FIRST_TOKEN
+
+
+async def open_stream(
+    events: AsyncIterator[TurnEvent], shape: StreamShape
+) -> AsyncIterator[p.ChatCompletionStreamResponse]:
+    """The turn's chunks, returned once the backend has begun to answer choice 0.
+
+    The one peek on the streaming path: a backend that is down or refuses the request still gets
+    a proper HTTP status instead of a 200 stream. From here on the role chunk goes out at once,
+    while the model writes the hidden block; later failures are error events.
+    """
+    first = await anext(events)
+    return _chunks(_prepend(first, events), shape)
 
 
 async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
@@ -62,74 +89,52 @@ async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
         yield item
 
 
-async def open_stream(
-    service: ChatService, turn: Turn, completion_id: str
-) -> AsyncIterator[p.ChatCompletionStreamResponse]:
-    """The turn's chunks, returned once the backend has answered choice 0.
-
-    The one peek on the streaming path: a backend that is down or refuses the request still gets
-    a proper HTTP status instead of a 200 stream. Later choices fail mid-stream whatever we do.
-    """
-    choice = service.choice(turn, 0)
-    first = await anext(choice)
-    return _stream(service, turn, completion_id, _prepend(first, choice))
-
-
-async def _stream(
-    service: ChatService,
-    turn: Turn,
-    completion_id: str,
-    first_choice: AsyncIterator[str | Finish],
+async def _chunks(
+    events: AsyncIterator[TurnEvent], shape: StreamShape
 ) -> AsyncIterator[p.ChatCompletionStreamResponse]:
     created = int(time.time())
 
     def chunk(
-        index: int, delta: p.DeltaMessage, finish_reason: str | None = None
+        index: int,
+        delta: p.DeltaMessage,
+        finish_reason: str | None = None,
+        rlpa: p.RLPAProfile | None = None,
     ) -> p.ChatCompletionStreamResponse:
+        choice = p.ChatCompletionResponseStreamChoice(
+            index=index, delta=delta, finish_reason=finish_reason
+        )
         return p.ChatCompletionStreamResponse(
-            id=completion_id,
-            created=created,
-            model=turn.model,
-            choices=[
-                p.ChatCompletionResponseStreamChoice(
-                    index=index, delta=delta, finish_reason=finish_reason
-                )
-            ],
+            id=shape.completion_id, created=created, model=shape.model, choices=[choice], rlpa=rlpa
         )
 
-    prompt_tokens = completion_tokens = 0
     first_visible = True
-    trailing: list[p.ChatCompletionStreamResponse] = []
-    for index in range(turn.n):
-        items = first_choice if index == 0 else service.choice(turn, index)
-        yield chunk(index, p.DeltaMessage(role="assistant", content=""))
-        async for item in items:
-            if isinstance(item, Finish):
-                prompt_tokens = item.prompt_tokens
-                completion_tokens += item.completion_tokens
-                last = chunk(index, p.DeltaMessage(), item.reason)
-                if index < turn.n - 1:
-                    yield last
-                else:
-                    trailing.append(last)
-                continue
+    last: ChoiceDone | None = None  # the last choice's end: the turn's last chunk but one
+    async for event in events:
+        if isinstance(event, ChoiceStarted):
+            yield chunk(event.index, p.DeltaMessage(role="assistant", content=""))
+        elif isinstance(event, ReplyDelta):
             if first_visible:
-                metrics.TIME_TO_FIRST_TOKEN.labels(turn.model).observe(
-                    time.monotonic() - turn.started
-                )
+                elapsed = time.monotonic() - shape.started
+                metrics.TIME_TO_FIRST_TOKEN.labels(shape.model).observe(elapsed)
                 first_visible = False
-            yield chunk(index, p.DeltaMessage(content=item))
-    await service.finish_turn(turn)
-    if turn.include_usage:
-        trailing.append(
-            p.ChatCompletionStreamResponse(
-                id=completion_id,
-                created=created,
-                model=turn.model,
-                choices=[],
-                usage=_usage(prompt_tokens, completion_tokens),
-            )
-        )
-    trailing[-1].rlpa = _profile(service.rlpa_block(turn))
-    for final in trailing:
-        yield final
+            yield chunk(event.index, p.DeltaMessage(content=event.text))
+        elif isinstance(event, ChoiceDone) and event.index < shape.n - 1:
+            yield chunk(event.index, p.DeltaMessage(), event.finish_reason)
+        elif isinstance(event, ChoiceDone):
+            # Held until the turn is done (its profile written): the client's next turn, once
+            # this one has ended, reads what it stored.
+            last = event
+        elif isinstance(event, TurnDone):
+            rlpa = _profile(event.profile)
+            if last is not None:
+                ended = None if shape.include_usage else rlpa
+                yield chunk(last.index, p.DeltaMessage(), last.finish_reason, ended)
+            if shape.include_usage:
+                yield p.ChatCompletionStreamResponse(
+                    id=shape.completion_id,
+                    created=created,
+                    model=shape.model,
+                    choices=[],
+                    usage=_usage(event),
+                    rlpa=rlpa,
+                )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from server import observability
 from server.chat.service import ChatService
 from server.deps import ChatPrincipalDep, StateDep
 from server.errors import NotFoundError, UpstreamError
@@ -48,27 +48,36 @@ ChatDep = Annotated[ChatService, Depends(get_chat)]
     responses={**_errors, 200: {"content": {"text/event-stream": {}}}},
 )
 async def create_chat_completion(
-    body: p.ChatCompletionRequest, request: Request, principal: ChatPrincipalDep, chat: ChatDep
+    body: p.ChatCompletionRequest,
+    request: Request,
+    principal: ChatPrincipalDep,
+    chat: ChatDep,
+    state: StateDep,
 ) -> Any:
+    started = time.monotonic()
     scope_state = request.scope.get("state", {})
     request_id = scope_state.get("request_id") or f"req-{uuid.uuid4().hex}"
-    asked = fields.turn_request(body, chat.backend.supported_extras())
-    if "arrived_at" in scope_state:
-        asked.arrived_at = scope_state["arrived_at"]
-    turn = await chat.prepare(asked, principal, request_id)
-    observability.note_model(turn.model)  # checked against the served models: a bounded label
-    observability.note_user(turn.user)
-    # Until the first byte goes out nothing tells the server that the client left: watch for it,
-    # so that a client gone while the profile block is written cancels the turn (and the
-    # upstream's generation), and nothing of it is stored.
-    if not body.stream:
-        return await disconnect.cancel_on_disconnect(request, render.complete(chat, turn))
-    # Returns once the backend has answered: errors before that keep their HTTP status.
-    chunks = await disconnect.cancel_on_disconnect(
-        request, render.open_stream(chat, turn, f"chatcmpl-{uuid.uuid4().hex}")
+    asked = fields.turn_request(
+        body, chat.backend.supported_extras(), arrived_at=scope_state.get("arrived_at")
     )
+    events = chat.turn(asked, principal, request_id)
+    # Until the first byte goes out nothing tells the server that the client left: watch for it,
+    # so that a client gone before then (for a whole response: before the end) cancels the turn
+    # and the upstream's generation, and nothing of a block it had not completed is stored.
+    # A stream's first byte goes out as the backend begins; Starlette watches from there.
+    if not body.stream:
+        return await disconnect.cancel_on_disconnect(request, render.complete(events, body.model))
+    shape = render.StreamShape(
+        completion_id=f"chatcmpl-{uuid.uuid4().hex}",
+        model=body.model,
+        n=body.n,
+        include_usage=bool(body.stream_options and body.stream_options.include_usage),
+        started=started,
+    )
+    # Returns once the backend has begun to answer: errors before that keep their HTTP status.
+    chunks = await disconnect.cancel_on_disconnect(request, render.open_stream(events, shape))
     return StreamingResponse(
-        sse.encode(chunks),
+        sse.encode(chunks, state.settings.stream_keepalive_s),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -11,11 +11,28 @@ it must not start a new sentence: it is followed by a letter or digit ("3.5", "a
 space and a lower-case word or digit ("approx. 5"); it may end the line. The cost: a capitalised
 word after an abbreviation ("St. Louis") cannot follow its full stop, so the model writes
 "St Louis" or ends the trait there.
+
+The reply is any text that does not hold `</response>` (in any case, as the parser reads it):
+`<` is free, so a reply can hold HTML, `Vec<u8>` or `a < b`. Its first character is not blank
+(the parser strips it anyway) nor "-" (a trait line run on past the block). `rN` is the rest of
+the reply once its last N characters are the start of `</response>`; from each, a character that
+does not continue the tag falls back to r0, or to r1 if it is a new "<".
 """
 
 FORMAT_GBNF = r"""
 root    ::= "<profile>\n" trait{0,12} "</profile>\n\n<response>\n" reply "\n</response>"
 trait   ::= "- " [^\n<?!;.-] tchar{1,120} "."? "\n"
 tchar   ::= [^\n<?!;.] | "." [^\n<?!;. ] | ". " [a-z0-9]
-reply   ::= [^<\n\t -] [^<]*
+reply   ::= [^<\n\t -] r0 | "<" r1
+r0      ::= ( [^<] r0 | "<" r1 )?
+r1      ::= ( "/" r2 | "<" r1 | [^/<] r0 )?
+r2      ::= ( [rR] r3 | "<" r1 | [^rR<] r0 )?
+r3      ::= ( [eE] r4 | "<" r1 | [^eE<] r0 )?
+r4      ::= ( [sS] r5 | "<" r1 | [^sS<] r0 )?
+r5      ::= ( [pP] r6 | "<" r1 | [^pP<] r0 )?
+r6      ::= ( [oO] r7 | "<" r1 | [^oO<] r0 )?
+r7      ::= ( [nN] r8 | "<" r1 | [^nN<] r0 )?
+r8      ::= ( [sS] r9 | "<" r1 | [^sS<] r0 )?
+r9      ::= ( [eE] r10 | "<" r1 | [^eE<] r0 )?
+r10     ::= ( "<" r1 | [^><] r0 )?
 """

@@ -4,6 +4,9 @@ Both feed it the same tokens (text and tags), so the streamed reply and the pars
 differ only in how the text was cut, never in what the tags mean. Reply text is everything outside
 a profile block up to `</response>`; with a well-formed output that is the response block plus
 blank lines, which stripping removes.
+
+Inside the response block only `</response>` is a tag: a reply may hold any other text, `<`
+and tag-like text included (HTML, `Vec<u8>`, a user's words echoed back), and is shown as written.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ PROFILE_OPEN, PROFILE_CLOSE, RESPONSE_OPEN, RESPONSE_CLOSE = TAGS
 # Traits are one per line, and only newlines end a line: str.splitlines() would also break on
 # U+2028, U+0085 and the like, cutting one trait in two (they become spaces in the trait).
 _LINES = re.compile(r"\r\n|\r|\n")
+_IN_REPLY = (RESPONSE_CLOSE,)
 
 
 class _State(Enum):
@@ -27,7 +31,7 @@ class _State(Enum):
 
 
 class Machine:
-    """Tags must be lowercased before they reach `tag`."""
+    """Tags must be lowercased before they reach `tag`, and be among `tags`."""
 
     def __init__(self) -> None:
         self.state = _State.OUTSIDE
@@ -43,6 +47,13 @@ class Machine:
     @property
     def done(self) -> bool:
         return self.state is _State.DONE
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The tags that mean something here; any other tag-like text is text."""
+        if self.state is _State.RESPONSE:
+            return _IN_REPLY
+        return () if self.state is _State.DONE else TAGS
 
     @property
     def format_ok(self) -> bool:
@@ -61,7 +72,8 @@ class Machine:
         return text
 
     def tag(self, tag: str) -> list[str] | None:
-        """Feed a tag; returns the profile if this tag completed the first profile block."""
+        """Feed one of `tags`; returns the profile if this tag completed the first profile
+        block."""
         state = self.state
         if state is _State.DONE:
             return None
@@ -74,18 +86,16 @@ class Machine:
             else:
                 self.state = _State.OUTSIDE if tag == PROFILE_CLOSE else _State.DONE
             return self._close_profile()
-        if tag == PROFILE_OPEN:
-            # A profile block inside the reply is still hidden, but it is never the model's
-            # profile: it may be user text the model echoed.
-            self._capturing = not (self._profile_seen or state is _State.RESPONSE)
-            self._stray = self._stray or state is _State.RESPONSE
+        if tag == RESPONSE_CLOSE:
+            self.state = _State.DONE
+        elif tag == PROFILE_OPEN:
+            # Only the first block is the model's profile; a later one is hidden all the same.
+            self._capturing = not self._profile_seen
             self.state = _State.PROFILE
             self._profile_seen = True
-        elif tag == RESPONSE_CLOSE:
-            self.state = _State.DONE
-        elif tag == RESPONSE_OPEN and state is _State.OUTSIDE:
+        elif tag == RESPONSE_OPEN:
             self._open_response()
-        else:  # a closing tag with nothing open, or <response> inside the response
+        else:  # a closing tag with nothing open
             self._stray = True
         return None
 

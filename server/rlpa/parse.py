@@ -29,9 +29,10 @@ def parse_output(text: str) -> ParsedOutput:
     for index, piece in enumerate(TAG_PATTERN.split(text)):
         if machine.done:
             break
-        if index % 2:
-            machine.tag(piece.lower())
-        else:
+        tag = piece.lower() if index % 2 else None
+        if tag is not None and tag in machine.tags:
+            machine.tag(tag)
+        else:  # text, or a tag that means nothing here (inside the reply: text too)
             reply.append(machine.text(piece))
     machine.finish()
     return ParsedOutput(machine.profile, "".join(reply).strip(), machine.format_ok)

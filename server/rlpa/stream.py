@@ -40,6 +40,12 @@ class StreamSplitter:
         return "".join(self._sent)
 
     @property
+    def done(self) -> bool:
+        """The output has ended for the reader: `</response>` came, or finish() was called.
+        Whatever is fed from here on is dropped."""
+        return self._machine.done
+
+    @property
     def format_ok(self) -> bool:
         """Final only after finish()."""
         return self._machine.format_ok
@@ -70,13 +76,14 @@ class StreamSplitter:
                 break
             self._text(buf[pos:lt], out)
             head = buf[lt : lt + _LONGEST_TAG].translate(ASCII_LOWER)
-            tag = next((t for t in TAGS if head.startswith(t)), None)
+            tags = self._machine.tags  # in the reply only `</response>`: only its start is held
+            tag = next((t for t in tags if head.startswith(t)), None)
             if tag is not None:
                 completed = self._machine.tag(tag)
                 if completed is not None:
                     profile = completed
                 pos = lt + len(tag)
-            elif not final and len(head) < _LONGEST_TAG and any(t.startswith(head) for t in TAGS):
+            elif not final and len(head) < _LONGEST_TAG and any(t.startswith(head) for t in tags):
                 pos = lt  # a tag may be cut at the chunk's end: wait for the rest
                 break
             else:

@@ -10,7 +10,7 @@ import jinja2
 import pytest
 
 from server.backends import DEFAULT_ADAPTED_MODEL_NAME
-from server.backends.base import Finish, SamplingParams, TextDelta
+from server.backends.base import STOP, Finish, SamplingParams, TextDelta
 from server.backends.llamacpp import LlamaCppBackend
 from server.backends.llamacpp_model import amx_kernels_avoided
 from server.errors import BadRequestError, UpstreamError
@@ -123,6 +123,23 @@ async def test_closing_early_stops_the_worker(llamacpp_backend: LlamaCppBackend)
     params = SamplingParams(max_tokens=4, seed=1)
     _, finish = await asyncio.wait_for(collect(llamacpp_backend.stream(MODEL, JOKE, params)), 30)
     assert finish.completion_tokens == 4
+
+
+@pytest.mark.slow
+async def test_stop_ends_the_generation_and_answers_with_its_finish(
+    llamacpp_backend: LlamaCppBackend,
+) -> None:
+    stream = llamacpp_backend.stream(MODEL, STORY, SamplingParams(max_tokens=500, seed=3))
+    read = [await anext(stream) for _ in range(3)]
+    assert all(isinstance(event, TextDelta) for event in read)
+    finish = await stream.asend(STOP)
+    assert isinstance(finish, Finish) and finish.reason == "stop"
+    # What the worker generated before it saw the stop: a token or two past what was read.
+    assert 3 <= finish.completion_tokens < 20
+    assert finish.prompt_tokens == count_template_tokens(llamacpp_backend, STORY)
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    await wait_until(lambda: not llamacpp_backend.busy)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server.backends.base import SamplingParams, TextDelta
+from server.backends.base import STOP, Finish, SamplingParams, TextDelta
 from server.backends.openai_upstream import OpenAIUpstreamBackend
 from server.errors import BadRequestError, UpstreamError
 from tests.fixtures.models import collect
@@ -201,6 +201,28 @@ async def test_closing_early_disconnects_the_upstream(
     assert upstream_a.disconnects == 1
     assert upstream_a.completed == 0
     assert backend.pool.upstreams[0].in_flight == 0
+
+
+async def test_stop_ends_the_upstreams_generation_and_answers_with_a_finish(
+    make_backend: Make, upstream_a: ScriptedUpstream
+) -> None:
+    upstream_a.script.chunks, upstream_a.script.delay_s = 50, 0.05
+    backend = make_backend(upstream_a.url)
+    stream = backend.stream("scripted", HI, SamplingParams())
+    assert isinstance(await anext(stream), TextDelta)
+    assert isinstance(await anext(stream), TextDelta)
+    finish = await stream.asend(STOP)
+    assert isinstance(finish, Finish)
+    # No usage came before the stop: the deltas read are the completion, the prompt estimated.
+    assert (finish.completion_tokens, finish.prompt_tokens > 0) == (2, True)
+    for _ in range(100):
+        if upstream_a.disconnects:
+            break
+        await asyncio.sleep(0.02)
+    assert (upstream_a.disconnects, upstream_a.completed) == (1, 0)
+    assert backend.pool.upstreams[0].in_flight == 0
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
 
 
 async def test_lists_models_from_a_live_upstream(

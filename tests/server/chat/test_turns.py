@@ -212,8 +212,10 @@ async def test_sampling_parameters_reach_the_backend_and_choices_get_their_own_s
     )
     assert response.status_code == 200, response.text
     first, second = (call.params for call in backend.calls)
-    assert (first.max_tokens, first.temperature, first.top_p) == (7, 0.4, 0.9)
-    assert (first.stop, first.presence_penalty, first.frequency_penalty) == (["END"], 0.5, -0.5)
+    # max_tokens and stop are the reply's: the backend is asked for the block's bound besides,
+    # and the gateway applies the stop strings to the reply itself.
+    assert (first.max_tokens, first.temperature, first.top_p) == (256 + 7, 0.4, 0.9)
+    assert (first.stop, first.presence_penalty, first.frequency_penalty) == ([], 0.5, -0.5)
     assert first.extra == {"top_k": 3}  # an unknown field is dropped, a supported extra kept
     assert (first.seed, second.seed) == (10, 11)
 

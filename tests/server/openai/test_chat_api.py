@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import asyncpg
@@ -11,13 +15,18 @@ import httpx
 import openai
 import pytest
 import redis.asyncio as aioredis
+from openai.types import CompletionUsage
 
+from server.app import create_app
+from server.settings import Settings
 from tests.fixtures.db import ADMIN_KEY
 from tests.fixtures.gateway import MODEL
+from tests.fixtures.live import serve
 
 pytestmark = pytest.mark.slow
 
 HELLO = [{"role": "user", "content": "Hi! I am a nurse in Seattle and I love hiking."}]
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _profile(gateway_url: str, user: str) -> httpx.Response:
@@ -80,14 +89,96 @@ async def test_n_returns_that_many_choices(client: openai.AsyncOpenAI) -> None:
     assert [c.index for c in response.choices] == [0, 1]
 
 
-async def test_max_tokens_ends_with_length(client: openai.AsyncOpenAI) -> None:
-    response = await client.chat.completions.create(
-        model=MODEL,
-        messages=HELLO,
-        max_tokens=5,  # type: ignore[arg-type]
+@pytest.mark.parametrize("max_tokens", [5, 12])
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_max_tokens_bounds_the_visible_reply_not_the_hidden_block(
+    client: openai.AsyncOpenAI, gateway_url: str, max_tokens: int, stream: bool
+) -> None:
+    user = f"short-{uuid.uuid4().hex[:8]}"
+    turn = await _turn(client, user=user, max_tokens=max_tokens, seed=2, stream=stream)
+    assert turn.finish_reason == "length"
+    assert turn.text.strip() and len(turn.text.split()) <= max_tokens
+    assert turn.usage is not None and turn.usage.completion_tokens > max_tokens  # block + reply
+    assert turn.rlpa["version"] >= 1  # the block was written whole, and stored
+    assert _profile(gateway_url, user).json()["traits"] == turn.rlpa["profile"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_a_stop_string_ends_the_reply_never_the_hidden_block(
+    client: openai.AsyncOpenAI, gateway_url: str, stream: bool
+) -> None:
+    user = f"newline-{uuid.uuid4().hex[:8]}"
+    turn = await _turn(client, user=user, stop=["\n"], seed=1, stream=stream)
+    assert turn.text.strip() and "\n" not in turn.text
+    assert turn.finish_reason == "stop"
+    assert turn.rlpa["version"] >= 1 and turn.rlpa["profile"]
+    assert _profile(gateway_url, user).json()["traits"] == turn.rlpa["profile"]
+
+
+@pytest.mark.parametrize("n", [1, 2])
+async def test_streamed_and_whole_turns_carry_the_same_reply_usage_and_profile(
+    client: openai.AsyncOpenAI, n: int
+) -> None:
+    # No user: the prompt is the same every time. The first call puts it in llama.cpp's prefix
+    # cache, so that the seeds repeat their text (see test_same_seed_gives_same_text).
+    await _turn(client, n=n, seed=4)
+    whole = await _turn(client, n=n, seed=4)
+    streamed = await _turn(client, n=n, seed=4, stream=True)
+    assert streamed == whole
+    assert whole.text.strip() and whole.rlpa["version"] == 0
+
+
+@dataclass
+class Turn:
+    """What a client reads of a turn, however it was sent."""
+
+    texts: list[str]
+    finish_reasons: list[str | None]
+    usage: CompletionUsage | None
+    rlpa: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        return self.texts[0]
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.finish_reasons[0]
+
+
+async def _turn(
+    client: openai.AsyncOpenAI, *, stream: bool = False, n: int = 1, **kwargs: Any
+) -> Turn:
+    """A turn on HELLO with its profile asked back, read whole or from the stream's chunks."""
+    args: dict[str, Any] = {
+        "model": MODEL,
+        "messages": HELLO,
+        "max_tokens": 48,
+        "n": n,
+        "extra_body": {"rlpa": {"return_profile": True}},
+        **kwargs,
+    }
+    if not stream:
+        response = await client.chat.completions.create(**args)
+        return Turn(
+            texts=[choice.message.content or "" for choice in response.choices],
+            finish_reasons=[choice.finish_reason for choice in response.choices],
+            usage=response.usage,
+            rlpa=(response.model_extra or {})["rlpa"],
+        )
+    chunks = await client.chat.completions.create(
+        **args, stream=True, stream_options={"include_usage": True}
     )
-    assert response.choices[0].finish_reason == "length"
-    assert response.usage is not None and response.usage.completion_tokens == 5
+    texts, reasons = [""] * n, [None] * n
+    usage, rlpa = None, None
+    async for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            reasons[choice.index] = choice.finish_reason or reasons[choice.index]
+        usage = chunk.usage or usage
+        rlpa = (chunk.model_extra or {}).get("rlpa") or rlpa
+    assert rlpa is not None and (chunk.model_extra or {})["rlpa"] == rlpa  # on the last chunk
+    return Turn(texts=texts, finish_reasons=reasons, usage=usage, rlpa=rlpa)
 
 
 async def test_models_are_listed_and_retrievable(client: openai.AsyncOpenAI) -> None:
@@ -282,3 +373,37 @@ async def test_personalization_off_user_stores_nothing(
         user=user,  # type: ignore[arg-type]
     )
     assert _profile(gateway_url, user).status_code == 404
+
+
+async def test_the_role_chunk_comes_first_and_keep_alives_while_the_block_is_written(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(default_max_tokens=24, stream_keepalive_s=0.02)
+    body = {
+        "model": MODEL,
+        "user": f"alive-{uuid.uuid4().hex[:8]}",
+        "messages": HELLO,
+        "seed": 1,
+        "stream": True,
+        "rlpa": {"return_profile": True},
+    }
+    lines: list[str] = []
+    with serve(create_app(settings)) as url:
+        async with (
+            httpx.AsyncClient(timeout=60) as http,
+            http.stream("POST", f"{url}/v1/chat/completions", json=body, headers=AUTH) as response,
+        ):
+            assert response.status_code == 200
+            lines = [line async for line in response.aiter_lines() if line]
+    chunks = [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: {")]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    first_text = next(
+        i
+        for i, line in enumerate(lines)
+        if line.startswith("data: {") and '"content":"' in line and '"content":""' not in line
+    )
+    # The block is written between the role chunk and the first reply text: the stream says
+    # it is alive meanwhile, and clients skip the comments.
+    assert ": keep-alive" in lines[1:first_text]
+    assert lines[0].startswith("data: {") and lines[-1] == "data: [DONE]"
+    assert chunks[-1]["rlpa"]["version"] >= 1

@@ -136,22 +136,25 @@ async def test_profile_block_from_upstream_is_hidden_and_stored(
     assert "- drinks green tea" in system and "- lives in Lyon" in system
 
 
-async def test_upstream_dying_inside_the_profile_block_is_a_bad_gateway_storing_nothing(
+async def test_upstream_dying_inside_the_profile_block_stores_nothing(
     scripted_gateway: str, upstream_a: ScriptedUpstream
 ) -> None:
+    """A whole response is a bad gateway. A stream had begun (its role chunk went out as the
+    upstream began to answer), so it ends with an error event, and no reply text."""
     upstream_a.script.texts = PROFILE_THEN_REPLY
-    upstream_a.script.die_after = 1  # half the block: no visible text yet, so a real status
+    upstream_a.script.die_after = 1  # half the block
     user = f"die-{uuid.uuid4().hex[:8]}"
     body = {"model": "scripted", "user": user, "messages": [{"role": "user", "content": "hi"}]}
-    for stream in (False, True):
-        response = httpx.post(
-            f"{scripted_gateway}/v1/chat/completions",
-            json={**body, "stream": stream},
-            headers=HEADERS,
-            timeout=30,
-        )
-        assert response.status_code == 502, response.text
-        assert response.json()["error"]["type"] == "upstream_error"
+    whole = httpx.post(
+        f"{scripted_gateway}/v1/chat/completions", json=body, headers=HEADERS, timeout=30
+    )
+    assert whole.status_code == 502, whole.text
+    assert whole.json()["error"]["type"] == "upstream_error"
+    events = [line async for line in _sse_lines(scripted_gateway, user) if line.startswith("data")]
+    role = json.loads(events[0][len("data: ") :])["choices"][0]["delta"]
+    assert role == {"role": "assistant", "content": ""}
+    assert json.loads(events[1][len("data: ") :])["error"]["type"] == "upstream_error"
+    assert events[2:] == ["data: [DONE]"]
     assert _profile(scripted_gateway, user).status_code == 404
 
 

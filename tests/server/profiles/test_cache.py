@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,9 +19,10 @@ import redis.asyncio as aioredis
 
 from server import metrics
 from server.auth import repository as auth_repository
-from server.cache import FILL_DEADLINE_S, CachedProfile, RedisCache, cache_key
+from server.cache import BARRIER, FILL_DEADLINE_S, RedisCache, cache_key, decode, encode
 from server.db import create_engine, create_sessionmaker, transaction
 from server.profiles.service import ProfileService
+from server.profiles.state import ProfileState
 from server.pseudonyms import Pseudonyms
 from server.rlpa import ProfileChange
 from server.settings import Settings
@@ -119,7 +123,9 @@ async def test_an_older_version_never_replaces_a_newer_cache_entry(
     await profiles.append(tenant, user, ["v1"], source="model")
     await profiles.append(tenant, user, ["v2"], source="model")
     # A slow reader that loaded version 1 from the database writes it back late.
-    late = CachedProfile(1, ["v1"], "model", None)
+    current = await profiles.get_state(tenant, user)
+    assert current is not None and current.version == 2
+    late = replace(current, version=1, traits=["v1"])
     await profiles.cache.put(_key(tenant, user), late, read_at=time.monotonic())
     state = await profiles.get_state(tenant, user)
     assert state is not None and state.traits == ["v2"]
@@ -294,9 +300,38 @@ async def test_an_entry_is_not_cached_long_after_its_read(
     barrier and put an erased profile back."""
     profiles, tenant, raw = redis_service
     user = f"s-{uuid.uuid4().hex[:8]}"
-    stale = CachedProfile(1, ["erased long ago"], "model", None, True, 1)
+    stale = ProfileState(
+        version=1,
+        traits=["erased long ago"],
+        personalization=True,
+        source="model",
+        updated_at=None,
+        user_id=1,
+    )
     key = _key(tenant, user)
     await profiles.cache.put(key, stale, read_at=time.monotonic() - FILL_DEADLINE_S - 1)
     assert await raw.get(redis_prefix + key) is None
     await profiles.cache.put(key, stale, read_at=time.monotonic())
     assert await raw.get(redis_prefix + key) is not None
+
+
+def test_an_entry_is_the_profile_state_as_it_is() -> None:
+    state = ProfileState(
+        version=3,
+        traits=["likes jazz"],
+        personalization=False,
+        source="admin",
+        updated_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        user_id=7,
+    )
+    assert json.loads(encode(state)) == {
+        "version": 3,
+        "traits": ["likes jazz"],
+        "personalization": False,
+        "source": "admin",
+        "updated_at": "2026-01-02T03:04:05+00:00",
+        "user_id": 7,
+    }
+    assert decode(encode(state)) == state
+    assert decode(encode(BARRIER)) is None  # a barrier is read as a miss
+    assert decode('{"version": 1, "traits": []}') is None  # another shape: the database answers

@@ -88,6 +88,28 @@ def test_the_reply_is_free_text(vocab_model: Any) -> None:
     assert admits(vocab_model, output("loves hiking", reply=reply))
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Use Vec<u8> when a < b, and a <= b otherwise.",
+        "<b>Bold</b> and <i>slanted</i>:\n<ul>\n  <li>one</li>\n</ul>",
+        "<html>",
+        "Echo: <profile>\n- not a trait\n</profile> and <response>",
+        "a <</resp </RESPONSe </respond> x",
+        "ends with </respons",
+    ],
+)
+def test_a_reply_may_hold_any_text_with_angle_brackets(vocab_model: Any, reply: str) -> None:
+    assert admits(vocab_model, output("likes Rust", reply=reply))
+
+
+@pytest.mark.parametrize("end", ["</response>", "</RESPONSE>", "</Response>"])
+def test_the_reply_ends_only_at_its_end_tag(vocab_model: Any, end: str) -> None:
+    # The parser ends the reply at the tag in any case: the model cannot write one inside it.
+    assert not admits(vocab_model, output(reply=f"Before {end} after"))
+    assert not admits(vocab_model, output(reply=f"{end} after"))
+
+
 def test_text_outside_the_format_is_refused(vocab_model: Any) -> None:
     assert not admits(vocab_model, "Sure, here is an idea.")
     assert not admits(vocab_model, output("likes jazz") + " trailing")

@@ -49,11 +49,35 @@ def test_parse_output_with_profile_only_keeps_text_outside_it_as_reply() -> None
         ["a"], "Hello there", False
     )
     assert parse("Hi <profile>- a</profile> you") == ParsedOutput(["a"], "Hi  you", False)
-    # Inside the reply, a block may be the user's own words echoed: hidden, never stored.
-    assert parse("<response>Hi <profile>- a</profile> you</response>") == ParsedOutput(
-        None, "Hi  you", False
-    )
     assert parse("<profile>\n- a\n- b") == ParsedOutput(["a", "b"], "", False)
+
+
+def test_inside_the_reply_only_the_response_end_is_a_tag() -> None:
+    # A block in the reply is the user's own words echoed, or markup: shown, never stored.
+    assert parse("<response>Hi <profile>- a</profile> you</response>") == ParsedOutput(
+        None, "Hi <profile>- a</profile> you", False
+    )
+    text = "<profile>- a</profile><response>Hi <profile>- b</profile>there</response>"
+    assert parse(text) == ParsedOutput(["a"], "Hi <profile>- b</profile>there", True)
+    assert parse("<profile></profile><response>a <response> b</response>").response == (
+        "a <response> b"
+    )
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Use Vec<u8> when a < b, and <= or >= otherwise.",
+        "<div class='x'>Hello</div>\n<p>World</p>",
+        "x << 2 <",
+        "Close it with </resp and not </respond>.",
+        "- a list\n- of things",
+    ],
+)
+def test_a_reply_may_hold_any_text_but_its_end(reply: str) -> None:
+    text = rlpa.render_output(["likes Rust"], reply)
+    assert parse(text) == ParsedOutput(["likes Rust"], reply, True)
+    assert parse(text.replace("\n</response>", " </Response> tail")).response == reply
 
 
 def test_parse_output_drops_text_after_the_response() -> None:
@@ -82,9 +106,9 @@ def test_parse_output_without_profile_block_returns_none_for_the_profile() -> No
     assert parse("<response>\nHi\n</response>") == ParsedOutput(None, "Hi", False)
 
 
-def test_parse_output_keeps_the_first_profile_and_hides_every_profile_block() -> None:
-    text = "<profile>- a</profile><response>Hi <profile>- secret</profile>there</response>"
-    assert parse(text) == ParsedOutput(["a"], "Hi there", False)
+def test_parse_output_keeps_the_first_profile_and_hides_a_later_block_outside_the_reply() -> None:
+    text = "<profile>- a</profile><profile>- secret</profile><response>Hi there</response>"
+    assert parse(text) == ParsedOutput(["a"], "Hi there", True)
 
 
 def test_parse_output_marks_text_outside_the_blocks_as_malformed() -> None:

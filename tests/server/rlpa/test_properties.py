@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server import rlpa
+from server.rlpa.traits import ASCII_LOWER
 
 FAST = settings(max_examples=300, deadline=None)
 
@@ -53,7 +54,17 @@ TRAITS = st.lists(
     ),
     max_size=8,
 ).filter(valid)
-REPLIES = st.text(st.characters(blacklist_characters="<"), max_size=60)
+# Any text but the reply's end; `<` and the other tags included.
+REPLIES = (
+    st.lists(
+        st.one_of(
+            st.text(max_size=8), st.sampled_from(["<", "</", "<profile>", "</profile>", "</resp"])
+        ),
+        max_size=10,
+    )
+    .map("".join)
+    .filter(lambda reply: "</response>" not in reply.translate(ASCII_LOWER))
+)
 
 
 def cuts(data: st.DataObject, text: str) -> list[str]:

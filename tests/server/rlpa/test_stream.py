@@ -105,3 +105,21 @@ def test_stream_splitter_is_linear_in_the_output_length() -> None:
     _, splitter = split(list(text))
     assert time.perf_counter() - started < 10
     assert splitter.response == rlpa.parse_output(text).response
+
+
+def test_inside_the_reply_only_a_possible_response_end_is_held() -> None:
+    splitter = rlpa.StreamSplitter()
+    assert splitter.feed("<profile>\n</profile>\n<response>\nUse Vec<").text == "Use Vec"
+    assert splitter.feed("u8> or <pro").text == "<u8> or <pro"
+    assert splitter.feed("file> and </resp").text == "file> and"
+    assert splitter.feed("ond>, a <").text == " </respond>, a"
+    assert splitter.feed("/response> tail").text == ""
+    assert splitter.finish().text == ""
+    assert splitter.response == "Use Vec<u8> or <profile> and </respond>, a"
+    assert splitter.profile == [] and splitter.format_ok
+
+
+def test_a_reply_cut_at_a_possible_response_end_keeps_it_as_text() -> None:
+    events, splitter = split(["<response>a </Resp"])
+    assert texts(events) == ["a", " </Resp"]
+    assert splitter.response == rlpa.parse_output("<response>a </Resp").response
