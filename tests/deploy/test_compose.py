@@ -9,17 +9,21 @@ import re
 import pytest
 
 from tests.fixtures.deploy import (
+    PINNED_IMAGE,
     ROOT,
     compose_text,
+    dockerfile_args,
     dockerfile_stages,
     dockerignore_patterns,
     env_example_variables,
     flag_value,
     image_command,
+    image_targets,
     image_user,
     interpolate,
     interpolated_variables,
     service_env,
+    service_target,
     services,
     setting_variables,
     stage_chain,
@@ -29,6 +33,7 @@ ADAPTER_NAME = "smollm2-135m-rlpa"
 HF_ADAPTER = ROOT / "models" / ADAPTER_NAME / "hf-adapter"
 ONE_SHOT = "migrate"
 GATEWAYS = {"gateway": "gpu", "gateway-cpu": "cpu"}
+HUB_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def _depends_on(service: str) -> dict[str, str]:
@@ -36,10 +41,10 @@ def _depends_on(service: str) -> dict[str, str]:
     return {name: spec["condition"] for name, spec in raw.items()}
 
 
-def _build_target() -> str:
-    builds = [spec["build"] for spec in services().values() if "build" in spec]
-    assert len(builds) == 1
-    return str(builds[0]["target"])
+def _wheel_stages(target: str) -> list[str]:
+    """The stages whose wheels an image of `target` installs (`RUN --mount=...,from=STAGE`)."""
+    runs = [run for stage in stage_chain(target) for run in stage.args("RUN")]
+    return re.findall(r"--mount=type=bind,from=([\w-]+)", " ".join(runs))
 
 
 def test_profiles_pick_the_gpu_or_the_cpu_stack() -> None:
@@ -82,11 +87,62 @@ def test_gateway_healthchecks_hit_health() -> None:
         assert "http://127.0.0.1:8000/health" in probe, name
 
 
-def test_one_image_is_built_once_and_reused() -> None:
-    users = {name for name, spec in services().items() if spec.get("image") == "rlpa:local"}
-    assert users == {ONE_SHOT, *GATEWAYS}
-    assert "build" in services()[ONE_SHOT]  # the one service every profile starts
-    assert {stage.name for stage in dockerfile_stages()} >= {_build_target()}
+def test_each_image_is_built_by_one_service_from_a_dockerfile_target() -> None:
+    builders = [spec["image"] for spec in services().values() if "build" in spec]
+    assert len(builders) == len(set(builders)) == len(image_targets())
+    assert set(image_targets().values()) <= {stage.name for stage in dockerfile_stages()}
+    for name in (ONE_SHOT, *GATEWAYS):
+        assert service_target(name)  # runs an image this file builds
+    # The image the GPU gateway runs is built by `migrate`, the one service every profile starts.
+    assert services()["gateway"]["image"] == services()[ONE_SHOT]["image"]
+
+
+def test_the_gpu_gateway_and_migrate_run_the_lean_image_without_llama_cpp() -> None:
+    assert service_target("gateway") == service_target(ONE_SHOT) == "gateway"
+    assert service_target("gateway-cpu") == "embedded"
+    chain = stage_chain("gateway")
+    runs = [run for stage in chain for run in stage.args("RUN")]
+    assert not any("embedded" in run for run in runs)
+    # Nor is llama.cpp compiled to build it: the wheels it installs come from a stage that
+    # builds only the gateway's.
+    for stage in dockerfile_stages():
+        if stage.name in _wheel_stages("gateway"):
+            assert not any("embedded" in run for run in stage.args("RUN")), stage.name
+            assert not any("CMAKE_ARGS" in env for env in stage.args("ENV")), stage.name
+
+
+def test_the_gateway_is_published_on_loopback_unless_told_otherwise() -> None:
+    for name in GATEWAYS:
+        (port,) = services()[name]["ports"]
+        assert interpolate(port, {}) == "127.0.0.1:8000:8000", name
+        assert interpolate(port, {"GATEWAY_PUBLISH_HOST": "0.0.0.0"}).startswith("0.0.0.0:")
+    for name, spec in services().items():
+        if name not in GATEWAYS:
+            assert "ports" not in spec, f"{name} publishes a port"
+
+
+def test_every_image_is_pinned_to_a_release() -> None:
+    """Tags, not digests: a digest cannot be read offline (docs/deploy.md, "Pins")."""
+    built = set(image_targets())
+    for name, spec in services().items():
+        if spec["image"] not in built:
+            assert PINNED_IMAGE.fullmatch(spec["image"]), f"{name}: {spec['image']}"
+    python = PINNED_IMAGE.fullmatch(dockerfile_args()["PYTHON_IMAGE"])
+    assert python and re.fullmatch(r"\d+\.\d+\.\d+-slim-\w+", python[2]), python
+    # Every stage starts from that image or from another stage.
+    names = {stage.name for stage in dockerfile_stages()}
+    assert all(stage.base in {"${PYTHON_IMAGE}", *names} for stage in dockerfile_stages())
+
+
+def test_vllm_serves_the_base_model_at_a_pinned_hub_commit() -> None:
+    raw = [str(word) for word in services()["vllm"]["command"]]
+    command = [interpolate(word, {}) for word in raw]
+    revision = flag_value(command, "--revision")
+    assert HUB_COMMIT.fullmatch(revision), revision
+    assert flag_value(command, "--tokenizer-revision") == revision
+    chosen = [interpolate(word, {"BASE_MODEL_REVISION": "f" * 40}) for word in raw]
+    assert flag_value(chosen, "--revision") == flag_value(chosen, "--tokenizer-revision")
+    assert flag_value(chosen, "--revision") == "f" * 40
 
 
 def test_every_rlpa_variable_in_the_deployment_files_is_a_setting() -> None:
@@ -158,12 +214,13 @@ def test_the_lora_adapter_vllm_serves_exists() -> None:
     assert (HF_ADAPTER / "adapter_config.json").is_file(), f"{HF_ADAPTER} is missing"
 
 
-def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
-    target = _build_target()
+@pytest.mark.parametrize("target", ["gateway", "embedded"])
+def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck(target: str) -> None:
     chain = stage_chain(target)
     builder = dockerfile_stages()[0]
     assert len(dockerfile_stages()) >= 2 and builder not in chain
     assert any("build-essential" in run for run in builder.args("RUN"))
+    assert all(name not in {stage.name for stage in chain} for name in _wheel_stages(target))
     assert image_user(target) not in ("root", "0")
     checks = [args for stage in chain for args in stage.args("HEALTHCHECK")]
     assert checks and "/health" in checks[-1]
@@ -171,7 +228,7 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
 
 
 def test_image_holds_the_embedded_backend_and_the_shipped_adapter_but_no_training() -> None:
-    chain = stage_chain(_build_target())
+    chain = stage_chain(service_target("gateway-cpu"))
     assert any("rlpa[embedded]" in run for stage in chain for run in stage.args("RUN"))
     # The adapter is package data: the wheel the builder makes carries it.
     builder = dockerfile_stages()[0]

@@ -23,7 +23,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.fixtures.db import ADMIN_KEY, REDIS_URL, create_pg_database, drop_pg_database
-from tests.fixtures.deploy import image_command, service_env, services
+from tests.fixtures.deploy import image_command, service_env, service_target, services
 from tests.fixtures.live import free_port
 from tests.fixtures.upstreams import LlamaServer
 
@@ -63,10 +63,10 @@ def _command(words: list[str]) -> list[str]:
     return [str(BIN / words[0]), *words[1:]]
 
 
-def _gateway_command() -> list[str]:
-    """What the `gateway` service runs: the command of the image compose builds."""
-    assert "command" not in services()["gateway"]
-    return image_command(services()["migrate"]["build"]["target"])
+def _gateway_command(service: str) -> list[str]:
+    """What a gateway service runs: the command of the image compose builds for it."""
+    assert "command" not in services()[service]
+    return image_command(service_target(service))
 
 
 @contextmanager
@@ -140,7 +140,7 @@ async def test_gpu_stack_migrates_serves_and_stores_a_profile_version(
     }
     user = f"deploy-{uuid.uuid4().hex[:8]}"
     lines = ["Hi! I'm a nurse in Seattle.", "I work night shifts.", "I have two cats."]
-    with _running(_gateway_command(), _process_env(settings), tmp_path) as gateway:
+    with _running(_gateway_command("gateway"), _process_env(settings), tmp_path) as gateway:
         async with openai.AsyncOpenAI(
             base_url=f"{gateway}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=120
         ) as client:
@@ -195,7 +195,7 @@ async def test_cpu_stack_migrates_serves_the_shipped_adapter_and_stores_a_profil
     assert addresses.keys() <= settings.keys()
     settings |= addresses | {"RLPA_REDIS_KEY_PREFIX": cache_prefix}
     user = f"deploy-{uuid.uuid4().hex[:8]}"
-    with _running(_gateway_command(), _process_env(settings), tmp_path) as gateway:
+    with _running(_gateway_command("gateway-cpu"), _process_env(settings), tmp_path) as gateway:
         async with openai.AsyncOpenAI(
             base_url=f"{gateway}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=120
         ) as client:

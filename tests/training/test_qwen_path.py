@@ -41,34 +41,6 @@ RL = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_dir: Path) -> Path:
-    """A 2-layer Qwen2ForCausalLM (hidden 64) for SmolLM2's vocabulary, saved with the tokenizer:
-    Qwen2's layout (q/k/v biases, tied embeddings as in the 3B) at a size that trains on CPU."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-qwen2")
-    Qwen2ForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def _logged(out: Path, key: str) -> list[float]:
     lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     return [line[key] for line in lines if key in line]
