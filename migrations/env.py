@@ -33,6 +33,7 @@ def _configure(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place; batch mode copies the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        on_version_apply=migrate.record_compatibility,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -46,7 +47,12 @@ async def _run_async() -> None:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        on_version_apply=migrate.record_compatibility,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -15,6 +15,9 @@ revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+# The revision before this one, if its replicas serve a database at this one (an additive
+# migration: docs/deploy.md, Upgrades); None makes every older replica refuse to start on it.
+compatible_with: str | None = None
 
 
 def upgrade() -> None:

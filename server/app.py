@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from server import admin_ui, errors, migrate
 from server.auth.router import router as keys_router
@@ -37,21 +36,10 @@ logger = logging.getLogger("server")
 
 
 async def _check_schema(state: AppState) -> None:
-    """Production never migrates implicitly, so say clearly when it has not been migrated."""
-    head = migrate.head_revision()
-    try:
-        async with state.engine.connect() as connection:
-            current = (
-                await connection.execute(text("SELECT version_num FROM alembic_version"))
-            ).scalar()
-    except Exception as exc:
-        raise RuntimeError(
-            f"The database is not migrated ({exc.__class__.__name__}); run `rlpa db upgrade`."
-        ) from exc
-    if current != head:
-        raise RuntimeError(
-            f"Database is at revision {current}, code expects {head}: run `rlpa db upgrade`."
-        )
+    """Production never migrates implicitly, so say clearly when it has not been migrated, or
+    has been migrated past what this release can serve (a rolling upgrade: server/migrate.py)."""
+    async with state.engine.connect() as connection:
+        await migrate.check_schema(connection)
 
 
 def create_app(settings: Settings | None = None, backend: ChatBackend | None = None) -> FastAPI:
@@ -182,5 +170,6 @@ async def _start_chat(state: AppState, backend: ChatBackend | None) -> None:
         ),
         default_max_tokens=settings.default_max_tokens,
         profile_max_tokens=settings.profile_max_tokens,
+        memory_off_suffix=settings.task_model_suffix,
     )
     logger.info("serving RLPA contract v%d", state.chat.contract_version)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import Connection, DateTime, MetaData, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
@@ -72,23 +72,64 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     # A stopped or frozen server must fail requests fast, not hang them: the connect timeout
     # covers the whole handshake, command_timeout every statement seen from this side (a frozen
-    # server never answers), statement_timeout the server's own side, pool_timeout a pool whose
-    # connections are all stuck.
+    # server never answers; asyncpg cancels the statement on the server too), statement_timeout
+    # the server's own side, pool_timeout a pool whose connections are all stuck.
+    timeout_ms = int(settings.db_statement_timeout_s * 1000)
+    connect_args: dict[str, Any] = {
+        "timeout": settings.db_connect_timeout_s,
+        "command_timeout": settings.db_statement_timeout_s,
+    }
+    if settings.db_pooler == "transaction":
+        connect_args.update(_TRANSACTION_POOLER_ARGS)
+    else:
+        connect_args["server_settings"] = {"statement_timeout": str(timeout_ms)}
     engine = create_async_engine(
         settings.database_url,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_s,
-        connect_args={
-            "timeout": settings.db_connect_timeout_s,
-            "command_timeout": settings.db_statement_timeout_s,
-            "server_settings": {
-                "statement_timeout": str(int(settings.db_statement_timeout_s * 1000))
-            },
-        },
+        connect_args=connect_args,
     )
+    if settings.db_pooler == "transaction":
+        _time_out_each_transaction(engine, timeout_ms)
     _ping_when_idle(engine)
     return engine
+
+
+def _unnamed() -> str:
+    return ""
+
+
+# Behind a transaction pooler consecutive transactions, and the two round trips of one
+# statement outside a transaction, may each reach another server connection, and the pooler
+# does not carry prepared statements across (PgBouncer before 1.21 never does). So no statement
+# is named: asyncpg's cache is off (statement_cache_size=0), SQLAlchemy's too
+# (prepared_statement_cache_size=0), and SQLAlchemy's prepare gets the empty name, the unnamed
+# statement, which asyncpg parses again in the same message sequence as its execution when its
+# cache is off (asyncpg#1041). Unique names (the prepared_statement_name_func with uuids in
+# SQLAlchemy's asyncpg docs) are not enough: outside a transaction a statement prepared on one
+# server connection is executed on another ("prepared statement ... does not exist"), and one
+# prepared inside a transaction stays on its server connection until that closes.
+_TRANSACTION_POOLER_ARGS: dict[str, Any] = {
+    "statement_cache_size": 0,
+    "prepared_statement_cache_size": 0,
+    "prepared_statement_name_func": _unnamed,
+}
+
+
+def _time_out_each_transaction(engine: AsyncEngine, timeout_ms: int) -> None:
+    """The server-side statement timeout, set at the start of every transaction: a pooler
+    refuses it as a startup parameter ("unsupported startup parameter"), and SET LOCAL ends
+    with the transaction, so the server connection goes back to the pooler unchanged. A
+    statement outside a transaction (`autocommit`) has command_timeout, which cancels it on the
+    server as well."""
+    statement = f"SET LOCAL statement_timeout = {timeout_ms}"
+
+    def set_timeout(connection: Connection) -> None:
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            connection.exec_driver_sql(statement)
+
+    event.listen(engine.sync_engine, "begin", set_timeout)
 
 
 # A pooled connection unused for longer than this is pinged before it is handed out.

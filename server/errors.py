@@ -138,6 +138,19 @@ class UpstreamError(RLPAError):
         self.status_code = status_code
 
 
+class BackendBusyError(UpstreamError):
+    """The model backend has as much work as this replica lets it have (RLPA_MAX_QUEUE,
+    RLPA_UPSTREAM_MAX_INFLIGHT): refused at once with 503 and Retry-After, as Ollama refuses
+    past OLLAMA_MAX_QUEUE, instead of waiting until the client gives up. Nothing was generated
+    or stored."""
+
+    code = "server_busy"
+    retry_after = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status_code=503, code=self.code)
+
+
 def _printable(text: str | None) -> str | None:
     # An error may quote client input; a lone surrogate in it must not make the error a 500.
     return None if text is None else text.encode("utf-8", "replace").decode("utf-8")

@@ -34,6 +34,16 @@ PROFILE_BLOCKS_SKIPPED = Counter(
 UPSTREAM_IN_FLIGHT = Gauge(
     "rlpa_upstream_in_flight", "Requests in flight to each upstream", ["upstream"]
 )
+BACKEND_QUEUE_DEPTH = Gauge(
+    "rlpa_backend_queue_depth",
+    "Generations waiting for the embedded model behind the one it runs (RLPA_MAX_QUEUE bounds it)",
+)
+BACKEND_BUSY = Counter(
+    "rlpa_backend_busy_total",
+    "Requests refused with 503 because the backend had all the work it may have: queue (the "
+    "embedded model's, RLPA_MAX_QUEUE) or in_flight (the upstreams', RLPA_UPSTREAM_MAX_INFLIGHT)",
+    ["limit"],
+)
 UPSTREAM_ERRORS = Counter(
     "rlpa_upstream_errors_total",
     "Failed upstream requests by kind: connect, timeout, transport, status, stream",

@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     cache_ttl_s: int = 3600
 
     admin_api_key: SecretStr | None = None
+    # Request headers that name the end user when the body names none (no `user`, no
+    # `safety_identifier`), the first one present winning: Open WebUI's
+    # `X-OpenWebUI-User-Id`. Read only when set: a header nobody configured names no one.
+    user_header: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Every served model is also listed in /v1/models under its name plus this suffix
+    # (`smollm2-135m-rlpa-nomemory`): the same model with memory off, that never reads or writes
+    # a profile and answers without the RLPA prompt. Open WebUI's "Task Model" (titles, tags,
+    # follow-ups) goes there (docs/clients.md). Empty: no such ids.
+    task_model_suffix: str = "-nomemory"
     # Keys the pseudonyms that stand for user ids in the audit log, cache keys and logs
     # (server/pseudonyms.py). Unset: a random key the first replica stores in the database.
     pseudonym_key: SecretStr | None = None
@@ -62,6 +71,15 @@ class Settings(BaseSettings):
     db_connect_timeout_s: float = 2.0
     db_statement_timeout_s: float = 5.0
     db_pool_timeout_s: float = 2.0
+    # Connections each replica keeps open to the database, and how many more it may open under
+    # load: replicas x (pool + overflow) must fit the database's max_connections, or the
+    # pooler's pool in front of it (docs/deploy.md, Connection pooling).
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+    # `transaction`: the database URL points at a pooler that hands each transaction to any
+    # server connection (PgBouncer's transaction or session mode, managed poolers). The gateway
+    # then sends no startup parameters and no named prepared statements (server/db.py).
+    db_pooler: Literal["none", "transaction"] = "none"
 
     backend: Literal["llamacpp", "openai"] = "llamacpp"
     model: str | None = None  # GGUF path (llamacpp) or upstream model id (openai)
@@ -69,6 +87,9 @@ class Settings(BaseSettings):
     adapter: str | None = None  # None: the shipped RLPA adapter (embedded); "none": no adapter
     n_ctx: int = 2048
     n_threads: int | None = None
+    # Generations the embedded model queues behind the one it runs; a request past them gets
+    # 503 with Retry-After at once (Ollama's OLLAMA_MAX_QUEUE), not a wait its client gives up on.
+    max_queue: int = Field(default=16, ge=0)
     # The visible reply's bound when a request names none (`max_tokens` bounds the reply only).
     default_max_tokens: int = 256
     # The hidden profile block's own bound, apart from the reply's: a block that runs past it
@@ -97,6 +118,9 @@ class Settings(BaseSettings):
     upstream_connect_timeout_s: float = 5.0
     upstream_read_timeout_s: float = 120.0
     upstream_retries: int = 2
+    # Requests one replica has in flight to its upstreams at once (all of them together); a
+    # request past them gets 503 with Retry-After at once. 0: no limit.
+    upstream_max_inflight: int = Field(default=0, ge=0)
     # The RLPA format as the upstreams' structured-output constraint: `vllm` (structured_outputs),
     # `vllm-guided` (guided_grammar, vLLM before 0.12), `llamacpp` (grammar), `none`; `auto` asks
     # each upstream what it is, once.
@@ -107,6 +131,13 @@ class Settings(BaseSettings):
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("user_header", mode="before")
+    @classmethod
+    def _split_headers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("contract_version", mode="before")

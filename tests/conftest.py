@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.upstreams",
     "tests.fixtures.procs",
+    "tests.fixtures.pgbouncer",
     "tests.fixtures.replicas",
     "tests.fixtures.tiny_models",
 ]

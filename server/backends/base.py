@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class SamplingParams:
     # The prompt asks for the RLPA output format: a backend that can constrain decoding to it
     # may (the embedded one does, see server.rlpa.grammar).
     rlpa_format: bool = False
+    # The format's grammar for this turn when it is not the plain one (rlpa.FORMAT_GBNF): tool
+    # calls, a JSON reply or an empty block (server.rlpa.output_grammar).
+    grammar: str | None = None
 
 
 @dataclass
@@ -58,6 +61,9 @@ STOP = StopGeneration()
 
 BackendStream = AsyncGenerator[StreamEvent, StopGeneration | None]
 
+# The OpenAI routes a backend may serve as they are, without personalisation.
+RelayEndpoint = Literal["completions", "embeddings"]
+
 
 class ChatBackend(Protocol):
     """A chat model: one choice per `stream` call, text deltas then exactly one `Finish`.
@@ -79,6 +85,18 @@ class ChatBackend(Protocol):
 
     def supported_extras(self) -> frozenset[str]:
         """Keys of `SamplingParams.extra` this backend honours; others are refused with 400."""
+        ...
+
+    async def relay(self, endpoint: RelayEndpoint, body: dict[str, Any]) -> dict[str, Any]:
+        """POST `body` to the model server's `/v1/{endpoint}` as it is and return its JSON
+        answer. Raises NotFoundError where no model server serves that endpoint."""
+        ...
+
+    async def relay_stream(
+        self, endpoint: RelayEndpoint, body: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """As `relay`, for a streamed answer: returns once the server has accepted the
+        request (errors before that keep their status), then yields its chunks."""
         ...
 
     async def aclose(self) -> None: ...

@@ -12,14 +12,22 @@ closed, task cancelled) the worker stops after the token in hand and the next re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from server import rlpa
+from server import metrics, rlpa
 from server.backends import DEFAULT_MODEL_NAME, served_model_name
-from server.backends.base import STOP, BackendStream, Finish, SamplingParams, TextDelta
+from server.backends.base import (
+    STOP,
+    BackendStream,
+    Finish,
+    RelayEndpoint,
+    SamplingParams,
+    TextDelta,
+)
 from server.backends.llamacpp_model import GenerationJob, LoadedModel
-from server.errors import BadRequestError, UpstreamError
+from server.errors import BackendBusyError, BadRequestError, NotFoundError, UpstreamError
 from server.settings import Settings
 
 # llama.cpp's own defaults for the samplers the settings do not name.
@@ -35,11 +43,17 @@ class LlamaCppBackend:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._model: LoadedModel | None = None
         self._jobs: set[GenerationJob] = set()  # submitted and not finished
-        self._grammar: Any = None
+        metrics.BACKEND_QUEUE_DEPTH.set_function(lambda: self.queue_depth)  # read at scrape time
+        self._grammar: Any = None  # llama_cpp.LlamaGrammar's class, once the grammar is on
 
     @property
     def model(self) -> LoadedModel | None:
         return self._model
+
+    @property
+    def queue_depth(self) -> int:
+        """Generations waiting behind the one the worker thread runs (it runs them in order)."""
+        return max(0, len(self._jobs) - 1)
 
     @property
     def busy(self) -> bool:
@@ -53,7 +67,7 @@ class LlamaCppBackend:
         if self._settings.embedded_grammar and self._grammar is None:
             from llama_cpp.llama_grammar import LlamaGrammar
 
-            self._grammar = LlamaGrammar.from_string(rlpa.FORMAT_GBNF, verbose=False)
+            self._grammar = LlamaGrammar
 
     async def aclose(self) -> None:
         for job in list(self._jobs):
@@ -73,12 +87,26 @@ class LlamaCppBackend:
     def supported_extras(self) -> frozenset[str]:
         return _EXTRAS
 
+    async def relay(self, endpoint: RelayEndpoint, body: dict[str, Any]) -> dict[str, Any]:
+        raise _not_served(endpoint)
+
+    async def relay_stream(
+        self, endpoint: RelayEndpoint, body: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        raise _not_served(endpoint)
+
     async def stream(
         self, model: str, messages: list[dict[str, str]], params: SamplingParams
     ) -> BackendStream:
         loaded = self._model
         if loaded is None:
             raise UpstreamError("The embedded model is not loaded.", status_code=503)
+        if len(self._jobs) > self._settings.max_queue:  # one runs, max_queue wait behind it
+            metrics.BACKEND_BUSY.labels("queue").inc()
+            raise BackendBusyError(
+                f"The model is busy: {len(self._jobs)} requests are ahead of this one, as many "
+                "as it takes. Try again shortly."
+            )
         loop = asyncio.get_running_loop()
         job = GenerationJob(
             messages=messages,
@@ -88,7 +116,7 @@ class LlamaCppBackend:
             sampling=self._sampling(params),
             loop=loop,
             queue=asyncio.Queue(),
-            grammar=self._grammar if params.rlpa_format else None,
+            grammar=self._grammar_for(params),
             reply_scale=self._reply_scale(loaded, params),
         )
         self._jobs.add(job)
@@ -104,9 +132,16 @@ class LlamaCppBackend:
                 if (yield event) is STOP:
                     job.halted.set()
                 if isinstance(event, Finish):
+                    self._jobs.discard(job)  # done generating: nothing waits for it any more
                     return
         finally:
             job.cancelled.set()
+
+    def _grammar_for(self, params: SamplingParams) -> Any:
+        if self._grammar is None or not params.rlpa_format:
+            return None
+        # A LlamaGrammar only holds the text: llama.cpp parses it as each generation starts.
+        return self._grammar.from_string(params.grammar or rlpa.FORMAT_GBNF, verbose=False)
 
     def _reply_scale(self, loaded: LoadedModel, params: SamplingParams) -> float | None:
         scale = self._settings.reply_adapter_scale
@@ -127,6 +162,17 @@ class LlamaCppBackend:
             "frequency_penalty": _or(params.frequency_penalty, 0.0),
             "presence_penalty": _or(params.presence_penalty, 0.0),
         }
+
+
+def _not_served(endpoint: RelayEndpoint) -> NotFoundError:
+    # The one llama.cpp context is made for chat: embeddings need one made for them
+    # (llama-cpp-python's embedding=True), and raw completions would queue behind chat turns
+    # on the one worker thread for a model adapted to write profiles, not to continue text.
+    return NotFoundError(
+        f"The embedded model serves chat only: /v1/{endpoint} needs RLPA_BACKEND=openai and an "
+        "upstream that serves it.",
+        code="unsupported_endpoint",
+    )
 
 
 def _or(value: float | None, default: float) -> float:

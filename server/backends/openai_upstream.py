@@ -23,15 +23,15 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
 import httpx
 
 from server import metrics, observability, rlpa
-from server.backends.base import STOP, BackendStream, Finish, SamplingParams
-from server.backends.sse import parse_chat_stream, upstream_error_detail
+from server.backends.base import STOP, BackendStream, Finish, RelayEndpoint, SamplingParams
+from server.backends.sse import parse_chat_stream, parse_event_stream, upstream_error_detail
 from server.backends.upstream_http import (
     UpstreamHTTP,
     UpstreamResponse,
@@ -39,7 +39,7 @@ from server.backends.upstream_http import (
     encode_json,
 )
 from server.backends.upstream_pool import GrammarDialect, Upstream, UpstreamPool
-from server.errors import BadRequestError, UpstreamError
+from server.errors import BackendBusyError, BadRequestError, NotFoundError, UpstreamError
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ _VLLM_STRUCTURED_OUTPUTS = (0, 12)
 # What clients are told when no upstream could be reached: upstream URLs are internal and stay in
 # the gateway's log.
 _UNREACHABLE = "The model upstream is unreachable."
+_CHAT = "chat/completions"
 
 
 class _RetryableError(UpstreamError):
@@ -150,7 +151,8 @@ class OpenAIUpstreamBackend:
     ) -> BackendStream:
         body = self._body(model, messages, params)
         constrain = params.rlpa_format and not _CLIENT_CONSTRAINTS & body.keys()
-        response, upstream = await self._open(body, constrain)
+        grammar = params.grammar or rlpa.FORMAT_GBNF
+        response, upstream = await self._open(body, constrain, grammar=grammar)
         finish: Finish | None = None
         try:
             async with aclosing(parse_chat_stream(response, messages)) as events:
@@ -197,10 +199,51 @@ class OpenAIUpstreamBackend:
         body["stream_options"] = {"include_usage": True}
         return body
 
+    async def relay(self, endpoint: RelayEndpoint, body: dict[str, Any]) -> dict[str, Any]:
+        response, upstream = await self._open(self._relayed(body), False, endpoint)
+        try:
+            await response.aread()
+            answer = response.json()
+        except httpx.TimeoutException as exc:
+            raise UpstreamError("The model upstream stalled.", status_code=504) from exc
+        except (httpx.HTTPError, ValueError) as exc:
+            raise UpstreamError(f"The model upstream sent a broken answer: {exc!r}") from exc
+        finally:
+            await response.aclose()
+            upstream.in_flight -= 1
+        if not isinstance(answer, dict):
+            raise UpstreamError("The model upstream's answer is not a JSON object.")
+        return answer
+
+    async def relay_stream(
+        self, endpoint: RelayEndpoint, body: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        response, upstream = await self._open(self._relayed(body), False, endpoint)
+        return self._relayed_chunks(response, upstream)
+
+    async def _relayed_chunks(
+        self, response: UpstreamResponse, upstream: Upstream
+    ) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async with aclosing(parse_event_stream(response)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            await response.aclose()  # mid-body: the upstream sees the client leave
+            upstream.in_flight -= 1
+
+    def _relayed(self, body: dict[str, Any]) -> dict[str, Any]:
+        return body | {"model": self._settings.model or body["model"]}
+
     async def _open(
-        self, body: dict[str, Any], constrain: bool
+        self,
+        body: dict[str, Any],
+        constrain: bool,
+        endpoint: str = _CHAT,
+        grammar: str = rlpa.FORMAT_GBNF,
     ) -> tuple[UpstreamResponse, Upstream]:
         """A 200 response whose body has not been read yet, and the upstream it came from."""
+        self._admit()
         tried: set[str] = set()
         failure = UpstreamError("No model upstream was tried.", status_code=503)
         for attempt in range(max(0, self._settings.upstream_retries) + 1):
@@ -210,8 +253,8 @@ class OpenAIUpstreamBackend:
             tried.add(upstream.url)
             upstream.in_flight += 1
             try:
-                fields = await self._grammar_fields(upstream) if constrain else {}
-                return await self._attempt(upstream, body | fields), upstream
+                fields = await self._grammar_fields(upstream, grammar) if constrain else {}
+                return await self._attempt(upstream, body | fields, endpoint), upstream
             except _RetryableError as exc:
                 upstream.in_flight -= 1
                 logger.warning("upstream attempt %d failed: %s", attempt + 1, exc.message)
@@ -221,8 +264,22 @@ class OpenAIUpstreamBackend:
                 raise
         raise UpstreamError(failure.message, status_code=failure.status_code)
 
-    async def _grammar_fields(self, upstream: Upstream) -> dict[str, Any]:
-        """The request fields that hold this upstream to the RLPA format."""
+    def _admit(self) -> None:
+        """Refuse a request past RLPA_UPSTREAM_MAX_INFLIGHT at once (503, Retry-After) rather
+        than pile it onto upstreams that already have all this replica lets them have. Counted
+        from the upstreams' in-flight counts, which `_open` raises before its first await: no
+        two requests can take the last place. (A retry of an admitted request is not counted
+        again.)"""
+        limit = self._settings.upstream_max_inflight
+        if limit and sum(up.in_flight for up in self.pool.upstreams) >= limit:
+            metrics.BACKEND_BUSY.labels("in_flight").inc()
+            raise BackendBusyError(
+                f"The model is busy: {limit} requests are in flight to it from this gateway, as "
+                "many as it sends. Try again shortly."
+            )
+
+    async def _grammar_fields(self, upstream: Upstream, grammar: str) -> dict[str, Any]:
+        """The request fields that hold this upstream to the RLPA format (`grammar`)."""
         dialect = self._settings.upstream_grammar
         if dialect == "auto":
             if upstream.dialect is None:
@@ -230,7 +287,7 @@ class OpenAIUpstreamBackend:
                     if upstream.dialect is None:
                         upstream.dialect = await self._identify(upstream)
             dialect = upstream.dialect or "none"
-        return grammar_fields(dialect, rlpa.FORMAT_GBNF)
+        return grammar_fields(dialect, grammar)
 
     async def _identify(self, upstream: Upstream) -> GrammarDialect | None:
         """Which grammar field the upstream takes, from its own answers; None when its model
@@ -287,8 +344,10 @@ class OpenAIUpstreamBackend:
             return None
         return found if isinstance(found, dict) else None
 
-    async def _attempt(self, upstream: Upstream, body: dict[str, Any]) -> UpstreamResponse:
-        url, headers = f"{upstream.url}/chat/completions", _request_id_header()
+    async def _attempt(
+        self, upstream: Upstream, body: dict[str, Any], endpoint: str
+    ) -> UpstreamResponse:
+        url, headers = f"{upstream.url}/{endpoint}", _request_id_header()
         try:
             if self._lean[upstream.url]:
                 response: UpstreamResponse = await self._http.post(
@@ -321,7 +380,7 @@ class OpenAIUpstreamBackend:
         if response.status_code < 400:
             return response
         metrics.UPSTREAM_ERRORS.labels(upstream.host, "status").inc()
-        raise await _status_error(upstream, response)
+        raise await _status_error(upstream, response, endpoint)
 
 
 def grammar_fields(dialect: GrammarDialect, grammar: str) -> dict[str, Any]:
@@ -370,7 +429,9 @@ def _vllm_dialect(version: dict[str, Any] | None) -> GrammarDialect:
     return "vllm"
 
 
-async def _status_error(upstream: Upstream, response: UpstreamResponse) -> Exception:
+async def _status_error(
+    upstream: Upstream, response: UpstreamResponse, endpoint: str = _CHAT
+) -> Exception:
     status = response.status_code
     try:
         await response.aread()
@@ -383,6 +444,12 @@ async def _status_error(upstream: Upstream, response: UpstreamResponse) -> Excep
         logger.warning("upstream %s answered %d: %s", upstream.url, status, message)
         return _RetryableError(
             f"The model upstream failed (HTTP {status}).", status_code=503 if status == 429 else 502
+        )
+    if status == 404 and endpoint != _CHAT:
+        # The upstream does not serve the route (the model was checked before): the client's
+        # to know, as OpenAI says of an unknown route.
+        return NotFoundError(
+            f"The model upstream does not serve /v1/{endpoint}.", code="unsupported_endpoint"
         )
     if status in (401, 403, 404):
         # Not the client's fault: wrong credentials, base URL or model id in the gateway's config.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -63,6 +64,38 @@ async def parse_chat_stream(
     if reason is None:
         raise UpstreamError("The model upstream ended the stream before it finished.")
     yield _finish(reason, usage, deltas, messages)
+
+
+async def parse_event_stream(
+    response: UpstreamResponse,
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Every JSON chunk of an upstream's event stream as it comes, for a route the gateway
+    relays as it is (`/v1/completions`).
+
+    Raises UpstreamError as parse_chat_stream does: on an error event, a stream that breaks,
+    stalls or ends before its [DONE].
+    """
+    done = False
+    try:
+        async for line in response.aiter_lines():
+            chunk = None if done else _data(line)  # after [DONE]: read on, for the pool
+            if chunk is None:
+                continue
+            if isinstance(chunk, str):
+                done = True
+                continue
+            if "error" in chunk:
+                message = _message(chunk["error"]) or "unknown error"
+                raise UpstreamError(f"The model upstream failed mid-stream: {message}")
+            yield chunk
+    except httpx.TimeoutException as exc:
+        if not done:
+            raise UpstreamError("The model upstream stalled mid-stream.", status_code=504) from exc
+    except httpx.TransportError as exc:
+        if not done:
+            raise UpstreamError(f"The model upstream dropped the stream: {exc!r}") from exc
+    if not done:
+        raise UpstreamError("The model upstream ended the stream before it finished.")
 
 
 def _data(line: str) -> dict[str, Any] | str | None:

@@ -4,8 +4,9 @@ them to a completion.
 
 The block has its own bound (RLPA_PROFILE_MAX_TOKENS), so a short `max_tokens` still gets a
 reply and a stop string such as "\\n" never ends the turn inside the block. A token counts
-toward the reply from the first one that carries reply text, toward the block before that (the
-blank line after `<response>` included). The reader only decides where the reply ends; the chat
+toward the reply from the first one that carries reply text or is inside a tool call, toward the
+block before that (the blank line after `<response>` included). Stop strings apply to the
+reply's text, not to tool calls. The reader only decides where the reply ends; the chat
 service then stops the generation (base.STOP).
 """
 
@@ -24,11 +25,15 @@ class Read:
     """Reply text to send now, possibly empty."""
     profile: list[str] | None = None
     """Set once, when the first profile block became complete."""
+    calls: tuple[str, ...] = ()
+    """Tool calls completed now, each the text between its tags."""
 
 
 class ReplyReader:
-    def __init__(self, *, stop: list[str], max_tokens: int, block_max_tokens: int) -> None:
-        self._splitter = rlpa.StreamSplitter()
+    def __init__(
+        self, *, stop: list[str], max_tokens: int, block_max_tokens: int, tools: bool = False
+    ) -> None:
+        self._splitter = rlpa.StreamSplitter(tools=tools)
         self._stops = StopScanner(stop)
         self._max_tokens = max_tokens
         self._block_max_tokens = block_max_tokens
@@ -56,7 +61,7 @@ class ReplyReader:
             self.cut = "stop"
             return Read("")
         split = self._splitter.feed(delta.text)
-        if self._began or split.text:
+        if self._began or split.text or split.calls or self._splitter.calling:
             self._began = True
             self._reply_tokens += delta.tokens
         text = self._stops.feed(split.text)
@@ -69,7 +74,7 @@ class ReplyReader:
             self.cut = "length"
         elif not self._began and self.tokens >= self._block_max_tokens:
             self.cut = "length"  # the block ran past its bound: an open block is not stored
-        return Read(text, split.profile)
+        return Read(text, split.profile, split.calls)
 
     def finish(self, finish: Finish) -> Read:
         """The backend's Finish: the rest of the reply, and a profile block the end closed."""
@@ -82,7 +87,9 @@ class ReplyReader:
             # Cut by a token bound inside the block: its last trait may be half written, and
             # under contract v1 a cut list would drop every trait after it.
             return Read(text)
-        return Read(text, tail.profile)
+        # A call the output ended in without its closing tag counts if it is whole: the chat
+        # service reads each call's JSON (a cut one does not parse).
+        return Read(text, tail.profile, tail.calls)
 
     def finish_reason(self, finish: Finish) -> str:
         """OpenAI's: "stop" when the reply ended by itself (at `</response>`, however the

@@ -29,6 +29,7 @@ from server.chat.events import (
     TurnEvent,
 )
 from server.chat.reply import ReplyReader
+from server.chat.tools import CallReader
 from server.chat.writes import ProfileWrites, Stored, WriteTarget
 from server.db import utcnow
 from server.errors import NotFoundError
@@ -44,9 +45,13 @@ class TurnRequest:
     """What the client asks of one turn, in the gateway's terms: the wire layer builds it."""
 
     model: str
-    history: list[dict[str, str]]  # {"role", "content"}, in the client's order
+    # {"role", "content"}, in the client's order; an assistant's calls under "tool_calls" (as
+    # rlpa.render_tool_calls writes them), a tool result as role "tool".
+    history: list[dict[str, str]]
     params: SamplingParams  # max_tokens and stop bound the visible reply (server/chat/reply.py)
     n: int = 1
+    tools: rlpa.ToolUse | None = None  # None: no tool may be called (none offered, or "none")
+    reply_format: rlpa.JsonReply | None = None  # the reply must be JSON (response_format)
     user: str | None = None
     remember: bool = True  # the client lets the turn read and write the stored profile
     return_profile: bool = False
@@ -66,6 +71,10 @@ class _Plan:
     n: int
     return_profile: bool
     target: WriteTarget | None  # None: the turn stores nothing (no user, temporary, opted out)
+    tools: rlpa.ToolUse | None
+    # The turn answers a new user message: its block is stored. One that answers tool results
+    # (the client's tool loop) reads the profile but learns nothing (docs/tools.md).
+    learns: bool
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,12 @@ class ChatService:
         write_wait_s: float = 6.0,
         default_max_tokens: int = 256,
         profile_max_tokens: int = 256,
+        memory_off_suffix: str = "",
     ) -> None:
         self.backend = backend
+        # Each served model is also listed under its name plus this suffix: the same model, with
+        # memory off (no profile read or written, no RLPA prompt). Empty: no such ids.
+        self.memory_off_suffix = memory_off_suffix
         self.profiles = profiles
         self.contract_version = contract_version
         self.default_max_tokens = default_max_tokens
@@ -107,6 +120,26 @@ class ChatService:
             self._models = (time.monotonic(), names)
         return names
 
+    async def listed_models(self) -> list[str]:
+        """The model ids clients may ask for: the served ones, then their memory-off ids."""
+        names = await self.models()
+        suffix = self.memory_off_suffix
+        if not suffix:
+            return names
+        return [*names, *(name + suffix for name in names if name + suffix not in names)]
+
+    async def resolve_model(self, model: str) -> tuple[str, bool]:
+        """The served model an id asks for, and whether it is a memory-off id."""
+        names = await self.models()
+        if model in names:
+            return model, False
+        suffix = self.memory_off_suffix
+        if suffix and model.endswith(suffix) and model[: -len(suffix)] in names:
+            return model[: -len(suffix)], True
+        raise NotFoundError(
+            f"The model '{model}' does not exist.", param="model", code="model_not_found"
+        )
+
     async def turn(
         self, request: TurnRequest, principal: Principal, request_id: str
     ) -> AsyncIterator[TurnEvent]:
@@ -124,7 +157,7 @@ class ChatService:
                     if isinstance(event, _Block):
                         if index == 0:  # the turn's profile is choice 0's
                             block = event.traits
-                            if plan.target is not None:
+                            if plan.target is not None and plan.learns:
                                 write = self.writes.start(plan.target, block)
                         continue
                     if isinstance(event, ChoiceDone):
@@ -143,15 +176,11 @@ class ChatService:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             profile=self._view(plan, block, stored),
+            memory_changed=_changed(plan.target, write, stored),
         )
 
     async def _plan(self, request: TurnRequest, principal: Principal, request_id: str) -> _Plan:
-        if request.model not in await self.models():
-            raise NotFoundError(
-                f"The model '{request.model}' does not exist.",
-                param="model",
-                code="model_not_found",
-            )
+        model, memory_off = await self.resolve_model(request.model)
         observability.note_model(request.model)  # checked against the served models: bounded
         user = principal.bound_user or request.user or None  # an empty `user` names no one
         stored = None
@@ -159,24 +188,35 @@ class ChatService:
             validate_user(user)
             observability.note_user(user)
             await self.writes.wait_for_earlier(principal.tenant_id, user)
-            if request.remember:
+            if request.remember and not memory_off:
                 # None: erased after the request arrived. Answered, as a temporary chat.
                 stored = await self.profiles.open(principal.tenant_id, user, request.arrived_at)
-        opted_out = stored is not None and not stored.personalization
+        # A memory-off model id (Open WebUI's tasks) is served as for a user who opted out.
+        opted_out = memory_off or (stored is not None and not stored.personalization)
+        # Tools and JSON replies are read through the RLPA format, so a turn that asks for them
+        # is written in it even for a user who opted out: with an empty block, nothing read.
+        formatted = not opted_out or _needs_format(request)
+        learns = not opted_out and not _answers_tools(request.history)
         if opted_out:
-            # The user opted out: ordinary chat on the client's messages, nothing read or kept.
             stored = None
+        if formatted:
+            messages = rlpa.build_messages(
+                request.history,
+                stored.traits if stored else None,
+                self.contract_version,
+                tools=request.tools,
+                reply=request.reply_format,
+            )
+        else:
+            # The user opted out: ordinary chat on the client's messages, nothing read or kept.
             messages = [
                 {"role": _PLAIN_ROLES.get(m["role"], m["role"]), "content": m["content"]}
                 for m in request.history
             ]
-        else:
-            messages = rlpa.build_messages(
-                request.history, stored.traits if stored else None, self.contract_version
-            )
+        grammar = rlpa.output_grammar(tools=request.tools, reply=request.reply_format, learn=learns)
         max_tokens = request.params.max_tokens or self.default_max_tokens
         return _Plan(
-            model=request.model,
+            model=model,
             messages=messages,
             # The whole output's bounds: the block's and the reply's. The client's stop strings
             # are the reader's (server/chat/reply.py), never the backend's.
@@ -184,7 +224,8 @@ class ChatService:
                 request.params,
                 max_tokens=self.profile_max_tokens + max_tokens,
                 stop=[],
-                rlpa_format=not opted_out,
+                rlpa_format=formatted,
+                grammar=grammar if formatted and grammar != rlpa.FORMAT_GBNF else None,
             ),
             stop=list(request.params.stop),
             max_tokens=max_tokens,
@@ -197,16 +238,22 @@ class ChatService:
                 user=user,
                 read=stored,
                 request_id=request_id,
-                model=request.model,
+                model=model,
                 arrived_at=request.arrived_at,
             ),
+            tools=request.tools,
+            learns=learns,
         )
 
     async def _choice(self, plan: _Plan, index: int) -> AsyncIterator[TurnEvent | _Block]:
         """One choice: started, its reply, its block (as _Block), done."""
         reader = ReplyReader(
-            stop=plan.stop, max_tokens=plan.max_tokens, block_max_tokens=self.profile_max_tokens
+            stop=plan.stop,
+            max_tokens=plan.max_tokens,
+            block_max_tokens=self.profile_max_tokens,
+            tools=plan.tools is not None,
         )
+        calls = CallReader(plan.tools, index) if plan.tools is not None else None
         stream = self.backend.stream(plan.model, plan.messages, self._choice_params(plan, index))
         try:
             event = await anext(stream)  # a backend that is down or refuses raises here
@@ -217,12 +264,16 @@ class ChatService:
                     yield _Block(read.profile)
                 if read.text:
                     yield ReplyDelta(index=index, text=read.text)
+                for call in calls.read(read.calls) if calls else ():
+                    yield call
                 event = await (_stopped(stream) if reader.cut else anext(stream))
             tail = reader.finish(event)
             if tail.profile is not None:
                 yield _Block(tail.profile)
             if tail.text:
                 yield ReplyDelta(index=index, text=tail.text)
+            for call in calls.read(tail.calls) if calls else ():
+                yield call
         finally:
             await stream.aclose()
         if not reader.format_ok:
@@ -230,9 +281,12 @@ class ChatService:
         completion_tokens = reader.completion_tokens(event)
         metrics.PROMPT_TOKENS.labels(plan.model).inc(event.prompt_tokens)
         metrics.COMPLETION_TOKENS.labels(plan.model).inc(completion_tokens)
+        finish_reason = reader.finish_reason(event)
+        if calls is not None and calls.count and finish_reason == "stop":
+            finish_reason = "tool_calls"
         yield ChoiceDone(
             index=index,
-            finish_reason=reader.finish_reason(event),
+            finish_reason=finish_reason,
             prompt_tokens=event.prompt_tokens,
             completion_tokens=completion_tokens,
         )
@@ -259,6 +313,37 @@ class ChatService:
 
     async def aclose(self) -> None:
         await self.writes.aclose()
+
+
+def _needs_format(request: TurnRequest) -> bool:
+    """The turn offers tools, asks for JSON, or shows earlier calls or their results."""
+    return (
+        request.tools is not None
+        or request.reply_format is not None
+        or any(m["role"] == "tool" or m.get("tool_calls") for m in request.history)
+    )
+
+
+def _answers_tools(history: list[dict[str, str]]) -> bool:
+    """The conversation ends with tool results: the turn answers the user message that an
+    earlier turn of the tool loop already learnt from."""
+    said = [m["role"] for m in history if m["role"] in ("user", "assistant", "tool")]
+    return bool(said) and said[-1] == "tool"
+
+
+def _changed(
+    target: WriteTarget | None, write: asyncio.Future[Stored] | None, stored: Stored | None
+) -> bool | None:
+    """Whether the turn changed the stored profile: it wrote one whose traits differ from those
+    it read (a change another turn of the user's made first counts: the memory holds what this
+    turn said). Write-behind (settled without `stored`): a change is on its way."""
+    if target is None:
+        return None
+    if write is None:  # the block restated the profile, or there was none
+        return False
+    if stored is None:
+        return True
+    return stored.state is not None and stored.state.traits != target.read.traits
 
 
 async def _stopped(stream: BackendStream) -> Finish:

@@ -73,9 +73,14 @@ class ProfileWrites:
         if self.write_behind and self.profiles.cache.shared:
             await self.profiles.await_writes(tenant_id, user, self.write_wait_s)
 
-    def start(self, target: WriteTarget, block: list[str]) -> asyncio.Future[Stored]:
-        """Store the completed block's change now, overlapped with the rest of the reply."""
-        write = self._in_background(self._persist(target, block))
+    def start(self, target: WriteTarget, block: list[str]) -> asyncio.Future[Stored] | None:
+        """Store the completed block's change now, overlapped with the rest of the reply; None
+        when the block changes nothing against what the turn read (nothing to write)."""
+        change = rlpa.profile_change(self.contract_version, target.read.traits, block)
+        if change.apply(target.read.traits) == target.read.traits:  # restates what is stored
+            metrics.PROFILE_BLOCKS_SKIPPED.labels("unchanged" if block else "empty").inc()
+            return None
+        write = self._in_background(self._persist(target, change))
         # Its failure reaches the client through settle(); a client that left is not told, and
         # _persist has logged it.
         write.add_done_callback(lambda task: task.cancelled() or task.exception())
@@ -127,17 +132,13 @@ class ProfileWrites:
 
         task.add_done_callback(settled)
 
-    async def _persist(self, target: WriteTarget, block: list[str]) -> Stored:
+    async def _persist(self, target: WriteTarget, change: rlpa.ProfileChange) -> Stored:
         """Apply the block's change to the user's latest version. Idempotent per request id
         across retries.
 
         Raises ProfileWriteError when the change was not stored, ProfileWriteUnknownError when it
         may have been: the client must not be told "ok" while what it said was dropped.
         """
-        change = rlpa.profile_change(self.contract_version, target.read.traits, block)
-        if not change:
-            metrics.PROFILE_BLOCKS_SKIPPED.labels("unchanged" if block else "empty").inc()
-            return Stored(target.read, wrote=False)
         try:
             state = await self.profiles.apply_change(
                 target.tenant_id,

@@ -20,6 +20,7 @@ from server.chat.service import TurnRequest
 from server.db import utcnow
 from server.errors import BadRequestError
 from server.openai import protocol as p
+from server.openai import tools
 
 logger = logging.getLogger(__name__)
 
@@ -51,29 +52,32 @@ class Ignore:
 Treatment = Own | Pass | Refuse | Ignore
 
 _LOST = "its results cannot be relayed through the profile-aware reply"
+_LEGACY = "it is OpenAI's deprecated function calling; send 'tools' and 'tool_choice'"
 
 REQUEST_FIELDS: dict[str, Treatment] = {
     "messages": Own(),
     "model": Own(),
     "frequency_penalty": Own(),
-    "function_call": Refuse(_LOST),
-    "functions": Refuse(_LOST),
+    "function_call": Refuse(_LEGACY),
+    "functions": Refuse(_LEGACY),
     "logit_bias": Pass(),
     "logprobs": Refuse(_LOST),
     "max_completion_tokens": Own(),
     "max_tokens": Own(),
     "n": Own(),
-    # OpenAI honours it only alongside `tools`, which are refused: alone it asks for nothing.
-    "parallel_tool_calls": Ignore("it only applies to tools, which this gateway does not relay"),
+    # Tools, tool_choice and response_format are read through the RLPA format
+    # (server/openai/tools.py, docs/tools.md): never sent upstream as they are.
+    "parallel_tool_calls": Own(),
     "presence_penalty": Own(),
-    "response_format": Pass(),
+    "response_format": Own(),
+    "safety_identifier": Own(),
     "seed": Own(),
     "stop": Own(),
     "stream": Own(),
     "stream_options": Own(),
     "temperature": Own(),
-    "tool_choice": Refuse(_LOST),
-    "tools": Refuse(_LOST),
+    "tool_choice": Own(),
+    "tools": Own(),
     "top_logprobs": Refuse(_LOST),
     "top_p": Own(),
     "user": Own(),
@@ -83,8 +87,6 @@ REQUEST_FIELDS: dict[str, Treatment] = {
 
 def _sent(name: str, value: Any) -> bool:
     """Whether a refused or passed field asks for anything: OpenAI's defaults ask for nothing."""
-    if name == "response_format" and isinstance(value, dict) and value.get("type") == "text":
-        return False
     return value not in (None, False, [], {})
 
 
@@ -125,16 +127,21 @@ def upstream_extras(body: p.ChatCompletionRequest, supported: frozenset[str]) ->
 
 
 def turn_request(
-    body: p.ChatCompletionRequest, supported: frozenset[str], arrived_at: datetime | None = None
+    body: p.ChatCompletionRequest,
+    supported: frozenset[str],
+    arrived_at: datetime | None = None,
+    *,
+    user: str | None,
 ) -> TurnRequest:
     """The turn the request asks for: the table's own fields mapped, the passed ones as extras.
 
     `supported` is what the backend honours (`ChatBackend.supported_extras`); `arrived_at` is
-    when the gateway received the request (now, if not given).
+    when the gateway received the request (now, if not given); `user` is the end user the
+    request names (server/openai/identity.py: `user`, `safety_identifier` or a header).
     """
     return TurnRequest(
         model=body.model,
-        history=[{"role": m.role, "content": m.text()} for m in body.messages],
+        history=tools.history(body),
         params=SamplingParams(
             max_tokens=body.max_completion_tokens or body.max_tokens,
             temperature=body.temperature,
@@ -146,7 +153,9 @@ def turn_request(
             extra=upstream_extras(body, supported),
         ),
         n=body.n,
-        user=body.user,
+        tools=tools.tool_use(body),
+        reply_format=tools.reply_format(body),
+        user=user,
         remember=body.rlpa.mode == "on",
         return_profile=body.rlpa.return_profile,
         arrived_at=arrived_at or utcnow(),

@@ -8,9 +8,18 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # The bounds upstreams hold these in: vLLM and llama.cpp count tokens in 32-bit integers, and
@@ -28,6 +37,26 @@ _NOT_UTF8 = PydanticCustomError(
 _NOT_FINITE = PydanticCustomError(
     "number_not_finite", "Numbers must be finite; NaN and Infinity are not JSON."
 )
+_USER_OBJECT = PydanticCustomError(
+    "user_object_without_id",
+    "An object `user` must name the end user in a string `id` (as Open WebUI's pipelines send "
+    "it); otherwise send `user` as a string.",
+)
+
+
+def _user_id(value: Any) -> Any:
+    """The end user's id from `user`: a string as OpenAI sends it, or the `id` of an object
+    (Open WebUI's pipelines send the user as {"id", "name", "email", "role"})."""
+    if isinstance(value, dict):
+        found = value.get("id")
+        if not isinstance(found, str):
+            raise _USER_OBJECT
+        return found
+    return value
+
+
+# `user`: a string, or an object holding its `id` (see _user_id).
+EndUserField = Annotated[str | None, BeforeValidator(_user_id)]
 
 
 def _encodable(text: str) -> bool:
@@ -85,12 +114,25 @@ class TextContentPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's
+    tool_call_id: str | None = None  # a tool result's
 
     def text(self) -> str:
         if self.content is None:
@@ -102,6 +144,30 @@ class ChatMessage(BaseModel):
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
+
+
+class FunctionDefinition(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema
+    strict: bool | None = None
+
+
+class ChatCompletionToolsParam(BaseModel):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class ChatCompletionNamedFunction(BaseModel):
+    name: str
+
+
+class ChatCompletionNamedToolChoiceParam(BaseModel):
+    type: Literal["function"] = "function"
+    function: ChatCompletionNamedFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | ChatCompletionNamedToolChoiceParam
 
 
 # Our extension (sent by OpenAI clients as extra_body={"rlpa": {...}}).
@@ -127,16 +193,18 @@ class ChatCompletionRequest(_Request):
     parallel_tool_calls: bool | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     response_format: dict[str, Any] | None = None
+    # Names the end user when `user` does not (OpenAI's successor to `user`).
+    safety_identifier: str | None = None
     seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX, strict=True)
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    tool_choice: Any = None
-    tools: list[Any] | None = None
+    tool_choice: ToolChoice | None = None
+    tools: list[ChatCompletionToolsParam] | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20, strict=True)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    user: str | None = None
+    user: EndUserField = None
     # --- rlpa extensions ---
     rlpa: RLPAOptions = Field(default_factory=RLPAOptions)
 
@@ -153,13 +221,35 @@ class UsageInfo(BaseModel):
 
 
 class RLPAProfile(BaseModel):
-    profile: list[str]
-    version: int
+    """Our extension on a turn's response (the last chunk of a stream): whether the turn changed
+    the end user's stored profile, on every turn that keeps one; the profile after the turn and
+    its version too when asked (`rlpa.return_profile`). Fields not given are left out."""
+
+    profile: list[str] | None = None
+    version: int | None = None
+    changed: bool = False
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        return {key: value for key, value in dumped.items() if value is not None}
 
 
-class ResponseMessage(BaseModel):
+class _CallsWhenAny(BaseModel):
+    """A message that says `tool_calls` only when it has some, as OpenAI's do."""
+
+    @model_serializer(mode="wrap")
+    def _calls_when_any(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("tool_calls") is None:
+            dumped.pop("tool_calls", None)
+        return dumped
+
+
+class ResponseMessage(_CallsWhenAny):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None  # None when the model only called tools
+    tool_calls: list[ToolCall] | None = None
 
 
 class ChatCompletionResponseChoice(BaseModel):
@@ -189,9 +279,22 @@ class ChatCompletionResponse(BaseModel):
     rlpa: RLPAProfile | None = None
 
 
-class DeltaMessage(BaseModel):
+class DeltaFunctionCall(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class DeltaToolCall(BaseModel):
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: DeltaFunctionCall | None = None
+
+
+class DeltaMessage(_CallsWhenAny):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[DeltaToolCall] | None = None
 
 
 class ChatCompletionResponseStreamChoice(BaseModel):
@@ -234,3 +337,27 @@ class ErrorInfo(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorInfo
+
+
+# --- /v1/completions and /v1/embeddings: relayed to an upstream as sent, unpersonalised ---
+
+
+class CompletionRequest(_Request):
+    """Declares what the gateway reads; every other field goes upstream as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    prompt: Any = None
+    stream: bool = False
+    user: EndUserField = None  # the end user's id stays here, as for chat
+
+
+class EmbeddingRequest(_Request):
+    """Declares what the gateway reads; every other field goes upstream as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input: Any = None
+    model: str
+    user: EndUserField = None  # the end user's id stays here, as for chat

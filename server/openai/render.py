@@ -14,6 +14,7 @@ from server.chat.events import (
     ChoiceStarted,
     ProfileView,
     ReplyDelta,
+    ToolCallDelta,
     TurnDone,
     TurnEvent,
 )
@@ -22,8 +23,17 @@ from server.openai import protocol as p
 T = TypeVar("T")
 
 
-def _profile(view: ProfileView | None) -> p.RLPAProfile | None:
-    return None if view is None else p.RLPAProfile(profile=view.traits, version=view.version)
+def rlpa_extension(done: TurnDone) -> p.RLPAProfile | None:
+    """The `rlpa` object of a turn's response: on a turn that keeps a profile (whether it
+    changed), or that asked for the profile; None on any other."""
+    view: ProfileView | None = done.profile
+    if view is None and done.memory_changed is None:
+        return None
+    return p.RLPAProfile(
+        profile=None if view is None else view.traits,
+        version=None if view is None else view.version,
+        changed=bool(done.memory_changed),
+    )
 
 
 def _usage(done: TurnDone) -> p.UsageInfo:
@@ -36,23 +46,31 @@ def _usage(done: TurnDone) -> p.UsageInfo:
 
 async def complete(events: AsyncIterator[TurnEvent], model: str) -> p.ChatCompletionResponse:
     parts: dict[int, list[str]] = {}
+    calls: dict[int, list[p.ToolCall]] = {}
     choices: list[p.ChatCompletionResponseChoice] = []
     response: p.ChatCompletionResponse | None = None
     async for event in events:  # to the end: the turn is over after TurnDone
         if isinstance(event, ReplyDelta):
             parts.setdefault(event.index, []).append(event.text)
+        elif isinstance(event, ToolCallDelta):
+            function = p.FunctionCall(name=event.name, arguments=event.arguments)
+            calls.setdefault(event.index, []).append(p.ToolCall(id=event.id, function=function))
         elif isinstance(event, ChoiceDone):
             text = "".join(parts.pop(event.index, []))
+            called = calls.pop(event.index, None)
             choices.append(
                 p.ChatCompletionResponseChoice(
                     index=event.index,
-                    message=p.ResponseMessage(content=text),
+                    # As OpenAI answers: no content beside tool calls unless the model wrote some
+                    message=p.ResponseMessage(
+                        content=None if called and not text else text, tool_calls=called
+                    ),
                     finish_reason=event.finish_reason,
                 )
             )
         elif isinstance(event, TurnDone):
             response = p.ChatCompletionResponse(
-                model=model, choices=choices, usage=_usage(event), rlpa=_profile(event.profile)
+                model=model, choices=choices, usage=_usage(event), rlpa=rlpa_extension(event)
             )
     if response is None:
         raise RuntimeError("the chat turn ended without TurnDone")
@@ -118,6 +136,13 @@ async def _chunks(
                 metrics.TIME_TO_FIRST_TOKEN.labels(shape.model).observe(elapsed)
                 first_visible = False
             yield chunk(event.index, p.DeltaMessage(content=event.text))
+        elif isinstance(event, ToolCallDelta):
+            # A call goes out whole, in the one delta OpenAI splits over several.
+            function = p.DeltaFunctionCall(name=event.name, arguments=event.arguments)
+            call = p.DeltaToolCall(
+                index=event.call_index, id=event.id, type="function", function=function
+            )
+            yield chunk(event.index, p.DeltaMessage(tool_calls=[call]))
         elif isinstance(event, ChoiceDone) and event.index < shape.n - 1:
             yield chunk(event.index, p.DeltaMessage(), event.finish_reason)
         elif isinstance(event, ChoiceDone):
@@ -125,7 +150,7 @@ async def _chunks(
             # this one has ended, reads what it stored.
             last = event
         elif isinstance(event, TurnDone):
-            rlpa = _profile(event.profile)
+            rlpa = rlpa_extension(event)
             if last is not None:
                 ended = None if shape.include_usage else rlpa
                 yield chunk(last.index, p.DeltaMessage(), last.finish_reason, ended)

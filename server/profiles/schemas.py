@@ -43,7 +43,9 @@ class VersionRead(BaseModel):
     model_name: str | None = None
     request_id: str | None = None
     actor_key_id: int | None = Field(
-        default=None, description="The API key of an admin edit; null for chat turns."
+        default=None,
+        description="The API key of an admin's (or, source `user`, the user's own) edit; null "
+        "for chat turns.",
     )
     created_at: datetime
 

@@ -54,10 +54,18 @@ class ProfileService(TurnProfiles):
         return row
 
     async def edit_trait(
-        self, tenant_id: int, user: str, trait: str, *, remove: bool, actor: audit.Actor
+        self,
+        tenant_id: int,
+        user: str,
+        trait: str,
+        *,
+        remove: bool,
+        actor: audit.Actor,
+        source: str = "admin",
     ) -> s.ProfileRead:
-        """Add or remove one trait as an admin: a change against the latest version under the
-        user's lock, as a chat turn writes, so that it merges with turns running meanwhile.
+        """Add or remove one trait as an admin (`source` "admin") or as the user (`source`
+        "user", from /v1/me): a change against the latest version under the user's lock, as a
+        chat turn writes, so that it merges with turns running meanwhile.
 
         Adding creates the user, as replacing a profile does; adding a trait already there (in
         any case) returns the profile unchanged. Removing needs the user and the trait.
@@ -85,13 +93,13 @@ class ProfileService(TurnProfiles):
                     code="invalid_trait",
                 )
             state = await self._store(
-                session, current, change.apply(current.traits), "admin", actor_key_id=actor.key_id
+                session, current, change.apply(current.traits), source, actor_key_id=actor.key_id
             )
             if state is not current:
                 action: audit.Action = "profile.remove_trait" if remove else "profile.add_trait"
                 await audit.record(session, tenant_id, actor, action, user, version=state.version)
         if state is not current:
-            metrics.PROFILE_WRITES.labels("admin").inc()
+            metrics.PROFILE_WRITES.labels(source).inc()
             await self._cache_put(tenant_id, user, state, read_at)
         return _profile_read(user, state)
 

@@ -13,7 +13,7 @@ from server.rlpa.change import (
     profile_change,
     render_change,
 )
-from server.rlpa.grammar import FORMAT_GBNF
+from server.rlpa.grammar import FORMAT_GBNF, output_grammar
 from server.rlpa.parse import ParsedOutput, parse_output
 from server.rlpa.prompt import (
     SYSTEM_PROMPT,
@@ -23,6 +23,13 @@ from server.rlpa.prompt import (
     render_profile,
 )
 from server.rlpa.stream import SplitEvent, StreamSplitter
+from server.rlpa.tools import (
+    JsonReply,
+    Tool,
+    ToolUse,
+    read_tool_call,
+    render_tool_calls,
+)
 from server.rlpa.traits import (
     MAX_TRAIT_CHARS,
     MAX_TRAITS,
@@ -47,20 +54,26 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "SYSTEM_PROMPT",
     "SYSTEM_PROMPT_V2",
+    "JsonReply",
     "ParsedOutput",
     "ProfileChange",
     "SplitEvent",
     "StreamSplitter",
+    "Tool",
+    "ToolUse",
     "TraitError",
     "apply_block",
     "build_messages",
     "change_from_block",
     "change_from_rewrite",
     "normalize_traits",
+    "output_grammar",
     "parse_output",
     "profile_change",
+    "read_tool_call",
     "render_change",
     "render_output",
     "render_profile",
+    "render_tool_calls",
     "validate_traits",
 ]

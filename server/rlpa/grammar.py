@@ -19,6 +19,11 @@ the reply once its last N characters are the start of `</response>`; from each, 
 does not continue the tag falls back to r0, or to r1 if it is a new "<".
 """
 
+from __future__ import annotations
+
+from server.rlpa.json_grammar import JSON_RULES, literal, schema_rules
+from server.rlpa.tools import MAX_TOOL_CALLS, JsonReply, ToolUse
+
 FORMAT_GBNF = r"""
 root    ::= "<profile>\n" trait{0,12} "</profile>\n\n<response>\n" reply "\n</response>"
 trait   ::= "- " [^\n<?!;.-] tchar{1,120} "."? "\n"
@@ -36,3 +41,35 @@ r8      ::= ( [sS] r9 | "<" r1 | [^sS<] r0 )?
 r9      ::= ( [eE] r10 | "<" r1 | [^eE<] r0 )?
 r10     ::= ( "<" r1 | [^><] r0 )?
 """
+
+
+def output_grammar(
+    *, tools: ToolUse | None = None, reply: JsonReply | None = None, learn: bool = True
+) -> str:
+    """The grammar of one turn's output: FORMAT_GBNF for a plain turn. With `tools`, the block
+    is followed by the reply or by tool calls (only by calls when a call is required); with
+    `reply`, the reply is JSON; without `learn`, the block is empty (server/rlpa/tools.py)."""
+    if tools is None and reply is None and learn:
+        return FORMAT_GBNF
+    rules = [line for line in FORMAT_GBNF.strip().splitlines() if not line.startswith("root ")]
+    rules += JSON_RULES.strip().splitlines()
+    block = r'"<profile>\n" trait{0,12} "</profile>"' if learn else r'"<profile>\n</profile>"'
+    answers = []
+    if tools is None or not tools.required:
+        if reply is None:
+            answers.append(r'"<response>\n" reply "\n</response>"')
+        else:
+            rules += schema_rules(reply.schema or {"type": "object"}, "reply-json")
+            answers.append(r'"<response>\n" reply-json "\n</response>"')
+    if tools is not None:
+        calls = []
+        for index, tool in enumerate(tools.callable):
+            rules += schema_rules({"type": "object", **tool.parameters}, f"args-{index}")
+            calls.append(rf'{literal(tool.name)} ", \"arguments\": " args-{index}')
+        rules.append(
+            r'call ::= "<tool_call>\n{\"name\": " ( ' + " | ".join(calls) + r' ) "}\n</tool_call>"'
+        )
+        more = rf'( "\n" call ){{0,{MAX_TOOL_CALLS - 1}}}' if tools.parallel else ""
+        answers.append(f"call {more}".strip())
+    root = f"root ::= {block} " + r'"\n\n" ( ' + " | ".join(answers) + " )"
+    return "\n".join([root, *rules]) + "\n"

@@ -7,6 +7,10 @@ blank lines, which stripping removes.
 
 Inside the response block only `</response>` is a tag: a reply may hold any other text, `<`
 and tag-like text included (HTML, `Vec<u8>`, a user's words echoed back), and is shown as written.
+
+A turn that offers tools (`tools=True`) also reads `<tool_call>` blocks outside the others: their
+text is neither reply nor profile, and each one is kept, as written, in `calls`
+(server/rlpa/tools.py reads them).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
+from server.rlpa.tools import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from server.rlpa.traits import TAGS, normalize_traits
 
 PROFILE_OPEN, PROFILE_CLOSE, RESPONSE_OPEN, RESPONSE_CLOSE = TAGS
@@ -21,21 +26,28 @@ PROFILE_OPEN, PROFILE_CLOSE, RESPONSE_OPEN, RESPONSE_CLOSE = TAGS
 # U+2028, U+0085 and the like, cutting one trait in two (they become spaces in the trait).
 _LINES = re.compile(r"\r\n|\r|\n")
 _IN_REPLY = (RESPONSE_CLOSE,)
+_IN_CALL = (TOOL_CALL_CLOSE,)
+_WITH_TOOLS = (*TAGS, TOOL_CALL_OPEN)
 
 
 class _State(Enum):
     OUTSIDE = "outside"
     PROFILE = "profile"
     RESPONSE = "response"
+    CALL = "call"
     DONE = "done"
 
 
 class Machine:
     """Tags must be lowercased before they reach `tag`, and be among `tags`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tools: bool = False) -> None:
         self.state = _State.OUTSIDE
         self.profile: list[str] | None = None
+        self.calls: list[str] = []
+        """The tool calls written so far, each the text between its tags."""
+        self._tags = _WITH_TOOLS if tools else TAGS
+        self._call: list[str] = []
         self._capturing = False
         self._parts: list[str] = []
         self._profile_seen = False
@@ -53,17 +65,27 @@ class Machine:
         """The tags that mean something here; any other tag-like text is text."""
         if self.state is _State.RESPONSE:
             return _IN_REPLY
-        return () if self.state is _State.DONE else TAGS
+        if self.state is _State.CALL:
+            return _IN_CALL
+        return () if self.state is _State.DONE else self._tags
 
     @property
     def format_ok(self) -> bool:
         return self._responded and not self._stray
+
+    @property
+    def calling(self) -> bool:
+        """Inside a `<tool_call>` block."""
+        return self.state is _State.CALL
 
     def text(self, text: str) -> str:
         """Feed text between tags; returns the part of it that belongs to the reply."""
         if self.state is _State.PROFILE:
             if self._capturing:
                 self._parts.append(text)
+            return ""
+        if self.state is _State.CALL:
+            self._call.append(text)
             return ""
         if self.state is _State.DONE:
             return ""
@@ -77,12 +99,17 @@ class Machine:
         state = self.state
         if state is _State.DONE:
             return None
+        if state is _State.CALL:  # its one tag, </tool_call>
+            self._close_call()
+            return None
         if state is _State.PROFILE:
             if tag == PROFILE_OPEN:  # a nested opening tag means nothing
                 return None
             # Every other tag ends the block: a missing </profile> is the commonest slip.
             if tag == RESPONSE_OPEN:
                 self._open_response()
+            elif tag == TOOL_CALL_OPEN:
+                self._open_call()
             else:
                 self.state = _State.OUTSIDE if tag == PROFILE_CLOSE else _State.DONE
             return self._close_profile()
@@ -95,6 +122,8 @@ class Machine:
             self._profile_seen = True
         elif tag == RESPONSE_OPEN:
             self._open_response()
+        elif tag == TOOL_CALL_OPEN:
+            self._open_call()
         else:  # a closing tag with nothing open
             self._stray = True
         return None
@@ -104,12 +133,23 @@ class Machine:
         if self.state is _State.PROFILE:
             self.state = _State.DONE
             return self._close_profile()
+        if self.state is _State.CALL:  # a call the output ended without its closing tag
+            self._close_call()
         self.state = _State.DONE
         return None
 
     def _open_response(self) -> None:
         self.state = _State.RESPONSE
         self._responded = self._responded or self._profile_seen
+
+    def _open_call(self) -> None:
+        self.state = _State.CALL
+        self._responded = self._responded or self._profile_seen
+
+    def _close_call(self) -> None:
+        self.calls.append("".join(self._call).strip())
+        self._call = []
+        self.state = _State.OUTSIDE
 
     def _close_profile(self) -> list[str] | None:
         if not self._capturing:

@@ -6,11 +6,14 @@ import re
 from dataclasses import dataclass
 
 from server.rlpa.machine import Machine
+from server.rlpa.tools import TOOL_TAGS
 from server.rlpa.traits import TAGS
 
 # re.ASCII because IGNORECASE alone lets U+017F (long s) match "s" and U+212A (Kelvin) match "k":
 # tags the streaming splitter, which folds ASCII only, would not see.
-TAG_PATTERN = re.compile("(" + "|".join(re.escape(tag) for tag in TAGS) + ")", re.I | re.A)
+TAG_PATTERN = re.compile(
+    "(" + "|".join(re.escape(tag) for tag in (*TAGS, *TOOL_TAGS)) + ")", re.I | re.A
+)
 
 
 @dataclass(frozen=True)
@@ -20,10 +23,12 @@ class ParsedOutput:
     response: str
     format_ok: bool
     """Both blocks present, profile first, nothing outside them; closing tags may be missing."""
+    tool_calls: tuple[str, ...] = ()
+    """With `tools`: each `<tool_call>` block's text, in order (server.rlpa.tools reads them)."""
 
 
-def parse_output(text: str) -> ParsedOutput:
-    machine = Machine()
+def parse_output(text: str, *, tools: bool = False) -> ParsedOutput:
+    machine = Machine(tools=tools)
     reply: list[str] = []
     # re.split with a capturing group alternates text and tags: even indices are text.
     for index, piece in enumerate(TAG_PATTERN.split(text)):
@@ -35,4 +40,6 @@ def parse_output(text: str) -> ParsedOutput:
         else:  # text, or a tag that means nothing here (inside the reply: text too)
             reply.append(machine.text(piece))
     machine.finish()
-    return ParsedOutput(machine.profile, "".join(reply).strip(), machine.format_ok)
+    return ParsedOutput(
+        machine.profile, "".join(reply).strip(), machine.format_ok, tuple(machine.calls)
+    )

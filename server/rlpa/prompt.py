@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from server.rlpa.tools import JsonReply, ToolUse, instructions, render_tool_results
+
 # Small (135M) models read this every turn, so it stays short and ends with the exact format.
 SYSTEM_PROMPT = """\
 You are a helpful assistant who learns about the user while you chat.
@@ -50,7 +52,7 @@ STORED_PROFILE_HEADING = "What you know about this user from earlier conversatio
 KNOWN_PROFILE_HEADING = "What you know about this user:"
 
 _OPERATOR_ROLES = ("system", "developer")
-_HISTORY_ROLES = ("user", "assistant")
+_HISTORY_ROLES = ("user", "assistant", "tool")
 
 
 def render_profile(traits: Sequence[str]) -> str:
@@ -67,6 +69,9 @@ def build_messages(
     messages: Sequence[Mapping[str, str]],
     stored_profile: Sequence[str] | None,
     version: int = 1,
+    *,
+    tools: ToolUse | None = None,
+    reply: JsonReply | None = None,
 ) -> list[dict[str, str]]:
     """The client's chat as the model must see it: one system message, then the history.
 
@@ -75,6 +80,10 @@ def build_messages(
     which is how training presents it (older turns show only what the user saw).
     v2: the stored profile is in the system message every turn, and every assistant turn shows
     only what the user saw: the model writes what changes, never a copy.
+
+    Tools (server/rlpa/tools.py): `tools` and a JSON `reply` are described in the system
+    message; an assistant message may carry `tool_calls` (its calls as render_tool_calls writes
+    them), and `tool` messages (results) are shown as one user turn per run of them.
     """
     if version not in (1, 2):
         raise ValueError(f"unknown contract version {version}")
@@ -94,14 +103,29 @@ def build_messages(
     system = [SYSTEM_PROMPT if version == 1 else SYSTEM_PROMPT_V2]
     if operator:
         system.append(OPERATOR_HEADING + "\n" + "\n\n".join(operator))
+    if tools is not None or reply is not None:
+        system.append(instructions(tools, reply))
     if version == 2 and traits:
         system.append(KNOWN_PROFILE_HEADING + "\n" + "".join(f"- {t}\n" for t in traits).rstrip())
     elif last_assistant is None and traits:
         system.append(STORED_PROFILE_HEADING + "\n" + render_profile(traits))
     rendered = [{"role": "system", "content": "\n\n".join(system)}]
+    results: list[str] = []
     for index, message in enumerate(history):
-        content = message["content"]
+        if message["role"] == "tool":
+            results.append(message["content"])
+            continue
+        if results:
+            rendered.append({"role": "user", "content": render_tool_results(results)})
+            results = []
+        content, calls = message["content"], message.get("tool_calls", "")
         if version == 1 and index == last_assistant:
             content = render_output(traits, content)
+            if calls:  # the model wrote its block and then the calls, without a reply
+                content = render_profile(traits) + "\n\n" + calls
+        elif calls:
+            content = f"{content}\n\n{calls}" if content.strip() else calls
         rendered.append({"role": message["role"], "content": content})
+    if results:
+        rendered.append({"role": "user", "content": render_tool_results(results)})
     return rendered

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.rlpa.machine import Machine
+from server.rlpa.tools import TOOL_TAGS
 from server.rlpa.traits import ASCII_LOWER, TAGS
 
-_LONGEST_TAG = max(len(tag) for tag in TAGS)
+_LONGEST_TAG = max(len(tag) for tag in (*TAGS, *TOOL_TAGS))
 
 
 @dataclass(frozen=True)
@@ -20,11 +21,13 @@ class SplitEvent:
     """Reply text to send now, possibly empty."""
     profile: list[str] | None = None
     """Set once, on the event where the first profile block became complete."""
+    calls: tuple[str, ...] = ()
+    """Tool calls completed by this chunk, each the text between its tags (`tools=True`)."""
 
 
 class StreamSplitter:
-    def __init__(self) -> None:
-        self._machine = Machine()
+    def __init__(self, *, tools: bool = False) -> None:
+        self._machine = Machine(tools=tools)
         self._pending = ""  # an unresolved tag prefix from the end of the last chunk
         self._started = False  # the reply's leading whitespace is dropped, as strip() would
         self._spaces: list[str] = []  # whitespace that is sent only if more reply follows
@@ -50,6 +53,11 @@ class StreamSplitter:
         """Final only after finish()."""
         return self._machine.format_ok
 
+    @property
+    def calling(self) -> bool:
+        """Inside a tool call: the output has turned from the block to an answer."""
+        return self._machine.calling
+
     def feed(self, chunk: str) -> SplitEvent:
         if self._finished:
             raise RuntimeError("feed() after finish()")
@@ -59,13 +67,16 @@ class StreamSplitter:
         if self._finished:
             raise RuntimeError("finish() called twice")
         event = self._drain(self._pending, final=True)
+        calls = len(self._machine.calls)
         closed = self._machine.finish()
         self._finished = True
-        return SplitEvent(event.text, event.profile if closed is None else closed)
+        profile = event.profile if closed is None else closed
+        return SplitEvent(event.text, profile, event.calls + tuple(self._machine.calls[calls:]))
 
     def _drain(self, buf: str, *, final: bool) -> SplitEvent:
         out: list[str] = []
         profile: list[str] | None = None
+        calls = len(self._machine.calls)
         pos = 0
         # Every step moves pos past a "<" or a tag, so the work is linear in the chunk.
         while pos < len(buf) and not self._machine.done:
@@ -92,7 +103,7 @@ class StreamSplitter:
         self._pending = "" if self._machine.done else buf[pos:]
         text = "".join(out)
         self._sent.append(text)
-        return SplitEvent(text, profile)
+        return SplitEvent(text, profile, tuple(self._machine.calls[calls:]))
 
     def _text(self, text: str, out: list[str]) -> None:
         text = self._machine.text(text)

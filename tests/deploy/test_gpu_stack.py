@@ -145,7 +145,8 @@ async def test_gpu_stack_migrates_serves_and_stores_a_profile_version(
             base_url=f"{gateway}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=120
         ) as client:
             models = [model.id async for model in client.models.list()]
-            assert models == [settings["RLPA_SERVED_MODEL_NAME"]]
+            served = settings["RLPA_SERVED_MODEL_NAME"]
+            assert models == [served, f"{served}-nomemory"]  # and its memory-off id
             history: list[Any] = []
             for turn, line in enumerate(lines):
                 history.append({"role": "user", "content": line})
@@ -200,7 +201,8 @@ async def test_cpu_stack_migrates_serves_the_shipped_adapter_and_stores_a_profil
             base_url=f"{gateway}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=120
         ) as client:
             models = [model.id async for model in client.models.list()]
-            assert models == ["smollm2-135m-rlpa"]  # the shipped adapter, not the bare base
+            # the shipped adapter, not the bare base; and its memory-off id
+            assert models == ["smollm2-135m-rlpa", "smollm2-135m-rlpa-nomemory"]
             await client.chat.completions.create(
                 model=models[0],
                 messages=[{"role": "user", "content": "Hi! I am a nurse in Seattle."}],

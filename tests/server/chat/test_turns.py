@@ -126,7 +126,8 @@ async def test_the_block_is_hidden_and_its_change_stored_and_shown_next_turn(
     first = await _turn(client, user="ann", rlpa={"return_profile": True})
     assert first.status_code == 200, first.text
     assert first.json()["choices"][0]["message"]["content"] == "Hello!"
-    assert first.json()["rlpa"] == {"profile": ["drinks green tea"], "version": 1}
+    assert first.json()["rlpa"] == {"profile": ["drinks green tea"], "version": 1, "changed": True}
+    assert first.headers["X-RLPA-Memory-Changed"] == "true"
     stored = await _state(application).profiles.get_profile(
         _state(application).auth.anonymous().tenant_id, "ann"
     )
@@ -134,7 +135,12 @@ async def test_the_block_is_hidden_and_its_change_stored_and_shown_next_turn(
 
     backend.answer([], "Again!")
     second = await _turn(client, user="ann", rlpa={"return_profile": True})
-    assert second.json()["rlpa"] == {"profile": ["drinks green tea"], "version": 1}
+    assert second.json()["rlpa"] == {
+        "profile": ["drinks green tea"],
+        "version": 1,
+        "changed": False,
+    }
+    assert second.headers["X-RLPA-Memory-Changed"] == "false"
     system = backend.calls[-1].messages[0]
     assert system["role"] == "system" and "- drinks green tea" in system["content"]
     assert backend.calls[-1].params.rlpa_format
@@ -157,7 +163,8 @@ async def test_a_streamed_turn_carries_the_profile_on_its_last_chunk(
     assert text == "Bonjour"
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == 11
-    assert chunks[-1]["rlpa"] == {"profile": ["lives in Lyon"], "version": 1}
+    assert chunks[-1]["rlpa"] == {"profile": ["lives in Lyon"], "version": 1, "changed": True}
+    assert "X-RLPA-Memory-Changed" not in response.headers  # sent before the block was written
     assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]][-1] == "stop"
 
 
@@ -167,9 +174,9 @@ async def test_no_user_and_mode_off_store_nothing(app: App, backend: FakeBackend
     anonymous = await _turn(client, rlpa={"return_profile": True})
     assert anonymous.status_code == 200
     # Not stored anywhere, but a temporary chat still hands back what the model inferred.
-    assert anonymous.json()["rlpa"] == {"profile": ["has a cat"], "version": 0}
+    assert anonymous.json()["rlpa"] == {"profile": ["has a cat"], "version": 0, "changed": False}
     off = await _turn(client, user="cy", rlpa={"mode": "off", "return_profile": True})
-    assert off.json()["rlpa"] == {"profile": ["has a cat"], "version": 0}
+    assert off.json()["rlpa"] == {"profile": ["has a cat"], "version": 0, "changed": False}
     assert await _rows(application) == (0, 0)
 
 
@@ -220,15 +227,15 @@ async def test_sampling_parameters_reach_the_backend_and_choices_get_their_own_s
     assert (first.seed, second.seed) == (10, 11)
 
 
-@pytest.mark.parametrize("field", ["tools", "logprobs", "response_format"])
+@pytest.mark.parametrize("field", ["functions", "logprobs", "logit_bias"])
 async def test_fields_that_cannot_be_relayed_are_refused(
     app: App, backend: FakeBackend, field: str
 ) -> None:
     _, client = app
     value = {
-        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "functions": [{"name": "f"}],
         "logprobs": True,
-        "response_format": {"type": "json_object"},  # the fake backend does not take it
+        "logit_bias": {"1": 2.0},  # the fake backend does not take it
     }[field]
     response = await _turn(client, **{field: value})
     assert response.status_code == 400
@@ -262,13 +269,19 @@ async def test_an_unknown_model_is_a_404(app: App, backend: FakeBackend) -> None
     assert backend.calls == []
 
 
-async def test_parallel_tool_calls_is_ignored_and_logged_not_dropped_silently(
+async def test_tools_reach_the_backend_as_prompt_and_grammar_not_as_fields(
     app: App, backend: FakeBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, client = app
     backend.answer([], "ok")
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
     with caplog.at_level(logging.INFO, logger="server.openai.fields"):
-        response = await _turn(client, parallel_tool_calls=False, top_k=2)
+        response = await _turn(
+            client, tools=tools, parallel_tool_calls=False, top_k=2, nobody_knows_this=1
+        )
     assert response.status_code == 200, response.text
-    assert backend.calls[0].params.extra == {"top_k": 2}
-    assert "ignoring request field 'parallel_tool_calls'" in caplog.text
+    params = backend.calls[0].params
+    assert params.extra == {"top_k": 2}
+    assert params.grammar is not None and '"\\"lookup\\""' in params.grammar
+    assert "- lookup()" in backend.calls[0].messages[0]["content"]
+    assert "ignoring unknown request field 'nobody_knows_this'" in caplog.text

@@ -101,7 +101,7 @@ async def test_a_turn_that_reports_its_version_still_waits_for_the_commit(
     assert not turn.done()
     gate.set()
     response = await asyncio.wait_for(turn, 5)
-    assert response.json()["rlpa"] == {"profile": ["has a dog"], "version": 1}
+    assert response.json()["rlpa"] == {"profile": ["has a dog"], "version": 1, "changed": True}
     assert await _rows(application) == (1, 1)
 
 

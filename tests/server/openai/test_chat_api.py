@@ -183,7 +183,7 @@ async def _turn(
 
 async def test_models_are_listed_and_retrievable(client: openai.AsyncOpenAI) -> None:
     models = await client.models.list()
-    assert [m.id for m in models.data] == [MODEL]
+    assert [m.id for m in models.data] == [MODEL, f"{MODEL}-nomemory"]  # and its memory-off id
     assert (await client.models.retrieve(MODEL)).id == MODEL
     with pytest.raises(openai.NotFoundError):
         await client.models.retrieve("gpt-nothing")
@@ -196,7 +196,8 @@ async def test_models_are_listed_and_retrievable(client: openai.AsyncOpenAI) -> 
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages"),
         ({"temperature": 7}, "temperature"),
         ({"top_p": 0}, "top_p"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),  # no tools to call
+        ({"functions": [{"name": "f"}]}, "functions"),  # the legacy form of tools
         ({"logprobs": True}, "logprobs"),
     ],
 )

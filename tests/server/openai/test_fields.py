@@ -21,24 +21,31 @@ def test_every_declared_request_field_is_in_the_table() -> None:
     assert set(fields.REQUEST_FIELDS) == set(p.ChatCompletionRequest.model_fields)
 
 
-def test_parallel_tool_calls_is_ignored_and_logged_even_where_a_backend_takes_it(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto"},
+        {"parallel_tool_calls": False},
+        {"response_format": {"type": "json_object"}},
+    ],
+)
+def test_tools_and_response_format_are_the_gateways_never_sent_upstream(
+    body: dict[str, object],
 ) -> None:
-    assert isinstance(fields.REQUEST_FIELDS["parallel_tool_calls"], fields.Ignore)
+    # Read through the RLPA format (docs/tools.md), whatever the backend would take.
+    assert fields.upstream_extras(_request(**body), frozenset(fields.REQUEST_FIELDS)) == {}
+
+
+def test_an_ignored_field_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger=fields.__name__):
-        extras = fields.upstream_extras(
-            _request(parallel_tool_calls=True), frozenset({"parallel_tool_calls"})
-        )
-    assert extras == {}
-    assert "'parallel_tool_calls'" in caplog.text
+        assert fields.upstream_extras(_request(nobody_knows_this=1), frozenset()) == {}
+    assert "'nobody_knows_this'" in caplog.text
 
 
 _REFUSED_VALUES: dict[str, object] = {
     "function_call": "auto",
     "functions": [{"name": "f"}],
     "logprobs": True,
-    "tool_choice": "auto",
-    "tools": [{"type": "function", "function": {"name": "f"}}],
     "top_logprobs": 2,
 }
 
@@ -54,12 +61,12 @@ def test_refused_fields_are_refused_whatever_the_backend(name: str) -> None:
 
 
 def test_passed_fields_go_upstream_only_where_the_backend_takes_them() -> None:
-    body = _request(response_format={"type": "json_object"}, logit_bias={"1": 2.0})
-    extras = fields.upstream_extras(body, frozenset({"response_format", "logit_bias"}))
-    assert extras == {"response_format": {"type": "json_object"}, "logit_bias": {"1": 2.0}}
+    body = _request(logit_bias={"1": 2.0})
+    extras = fields.upstream_extras(body, frozenset({"logit_bias"}))
+    assert extras == {"logit_bias": {"1": 2.0}}
     with pytest.raises(BadRequestError) as raised:
-        fields.upstream_extras(body, frozenset({"logit_bias"}))
-    assert raised.value.param == "response_format"
+        fields.upstream_extras(body, frozenset())
+    assert raised.value.param == "logit_bias"
 
 
 def test_openai_defaults_ask_for_nothing() -> None:

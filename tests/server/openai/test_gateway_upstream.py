@@ -84,7 +84,7 @@ async def test_llama_cpp_server_upstream_streams_through_the_gateway(
     with serve(create_app(settings)) as gateway:
         async with _client(gateway) as client:
             models = [m.id for m in (await client.models.list()).data]
-            assert models == [llama_server.model]
+            assert models == [llama_server.model, f"{llama_server.model}-nomemory"]
             whole = await client.chat.completions.create(
                 model=models[0],
                 messages=[{"role": "user", "content": "Say hello."}],
@@ -122,6 +122,7 @@ async def test_profile_block_from_upstream_is_hidden_and_stored(
     assert (chunks[-1].model_extra or {})["rlpa"] == {
         "profile": ["drinks green tea", "lives in Lyon"],
         "version": 1,
+        "changed": True,
     }
     assert _profile(scripted_gateway, user).json()["traits"] == [
         "drinks green tea",

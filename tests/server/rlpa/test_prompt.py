@@ -102,8 +102,8 @@ def test_build_messages_outputs_only_system_user_and_assistant_roles() -> None:
 
 
 def test_build_messages_rejects_an_unknown_role() -> None:
-    with pytest.raises(ValueError, match="tool"):
-        rlpa.build_messages([{"role": "tool", "content": "x"}], None)
+    with pytest.raises(ValueError, match="function"):
+        rlpa.build_messages([{"role": "function", "content": "x"}], None)
 
 
 def test_v2_shows_the_stored_profile_every_turn_and_never_asks_for_a_copy() -> None:

@@ -137,3 +137,27 @@ def test_profile_text_never_reaches_the_reply_when_output_is_malformed(
     visible, _, _ = stream(cuts(data, text))
     assert "MARK" not in rlpa.parse_output(text).response
     assert "MARK" not in visible
+
+
+TOOL_OUTPUTS = st.lists(
+    st.one_of(
+        st.sampled_from([*FRAGMENTS, "<tool_call>", "</tool_call>", "<TOOL_CALL>", "<tool_"]),
+        st.sampled_from(['{"name": "f", "arguments": {}}', '"</', "\n"]),
+        WORDS,
+    ),
+    max_size=30,
+).map("".join)
+
+
+@FAST
+@given(TOOL_OUTPUTS, st.data())
+def test_with_tools_the_splitter_reads_the_same_calls_and_reply_as_parse_output(
+    text: str, data: st.DataObject
+) -> None:
+    parsed = rlpa.parse_output(text, tools=True)
+    splitter = rlpa.StreamSplitter(tools=True)
+    events = [splitter.feed(chunk) for chunk in cuts(data, text)]
+    events.append(splitter.finish())
+    assert "".join(event.text for event in events) == parsed.response
+    assert [call for event in events for call in event.calls] == list(parsed.tool_calls)
+    assert (splitter.profile, splitter.format_ok) == (parsed.profile, parsed.format_ok)
