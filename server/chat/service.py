@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -25,10 +25,11 @@ from server.chat.events import (
     ChoiceStarted,
     ProfileView,
     ReplyDelta,
+    ToolCallDelta,
     TurnDone,
     TurnEvent,
 )
-from server.chat.reply import ReplyReader
+from server.chat.reply import Read, ReplyReader
 from server.chat.tools import CallReader
 from server.chat.writes import ProfileWrites, Stored, WriteTarget
 from server.db import utcnow
@@ -82,6 +83,17 @@ class _Block:
     """Choice 0's profile block is complete: the turn stores it (never leaves `turn`)."""
 
     traits: list[str]
+
+
+def _read_events(
+    read: Read, calls: CallReader | None, index: int
+) -> Iterator[_Block | ReplyDelta | ToolCallDelta]:
+    """What one read of a choice's output says: its completed block, reply text, tool calls."""
+    if read.profile is not None:
+        yield _Block(read.profile)
+    if read.text:
+        yield ReplyDelta(index=index, text=read.text)
+    yield from calls.read(read.calls) if calls else ()
 
 
 class ChatService:
@@ -259,21 +271,11 @@ class ChatService:
             event = await anext(stream)  # a backend that is down or refuses raises here
             yield ChoiceStarted(index=index)
             while not isinstance(event, Finish):
-                read = reader.feed(event)
-                if read.profile is not None:
-                    yield _Block(read.profile)
-                if read.text:
-                    yield ReplyDelta(index=index, text=read.text)
-                for call in calls.read(read.calls) if calls else ():
-                    yield call
+                for item in _read_events(reader.feed(event), calls, index):
+                    yield item
                 event = await (_stopped(stream) if reader.cut else anext(stream))
-            tail = reader.finish(event)
-            if tail.profile is not None:
-                yield _Block(tail.profile)
-            if tail.text:
-                yield ReplyDelta(index=index, text=tail.text)
-            for call in calls.read(tail.calls) if calls else ():
-                yield call
+            for item in _read_events(reader.finish(event), calls, index):
+                yield item
         finally:
             await stream.aclose()
         if not reader.format_ok:
