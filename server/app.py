@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +12,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from server import admin_ui, errors, migrate
+from server import admin_ui, errors, migrate, tracing
 from server.auth.router import router as keys_router
 from server.auth.service import Authenticator
 from server.cache import create_cache
@@ -28,8 +29,13 @@ from server.profiles.service import ProfileService
 from server.pseudonyms import Pseudonyms
 from server.ratelimit import RateLimiter
 from server.settings import Settings
+from server.usage.router import router as usage_router
+from server.usage.service import UsageMeter
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Tracer
+
     from server.backends.base import ChatBackend
 
 logger = logging.getLogger("server")
@@ -42,16 +48,29 @@ async def _check_schema(state: AppState) -> None:
         await migrate.check_schema(connection)
 
 
-def create_app(settings: Settings | None = None, backend: ChatBackend | None = None) -> FastAPI:
-    """Build the gateway. Tests pass explicit settings and may pass a ready backend."""
+def create_app(
+    settings: Settings | None = None,
+    backend: ChatBackend | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """Build the gateway. Tests pass explicit settings and may pass a ready backend, or a tracer
+    provider of their own (which traces as RLPA_OTLP_ENDPOINT would, and is theirs to shut)."""
     settings = settings or Settings()
     pseudonyms = Pseudonyms()  # keyed at start-up, from the settings or the database
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        provider = tracer_provider or tracing.create_provider(settings)
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
         cache = create_cache(settings.redis_url, settings.redis_key_prefix, settings.cache_ttl_s)
+        limiter = RateLimiter(
+            settings.rate_limit_per_minute,
+            settings.redis_url,
+            settings.redis_key_prefix,
+            tokens_per_minute=settings.rate_limit_tokens_per_minute,
+        )
         state = AppState(
             settings=settings,
             engine=engine,
@@ -65,8 +84,13 @@ def create_app(settings: Settings | None = None, backend: ChatBackend | None = N
                 cache_size=settings.auth_cache_size,
                 failures_per_minute=settings.auth_failures_per_minute,
             ),
-            limiter=RateLimiter(
-                settings.rate_limit_per_minute, settings.redis_url, settings.redis_key_prefix
+            limiter=limiter,
+            usage=UsageMeter(
+                sessionmaker,
+                limiter,
+                pseudonyms,
+                flush_s=settings.usage_flush_s,
+                tenant_labels=settings.metrics_tenants,
             ),
         )
         app.state.rlpa = state
@@ -76,16 +100,20 @@ def create_app(settings: Settings | None = None, backend: ChatBackend | None = N
             await _check_schema(state)
             await pseudonyms.load(sessionmaker, settings.pseudonym_key)
             await state.auth.bootstrap(settings)
-            await _start_chat(state, backend)
+            state.usage.start()
+            await _start_chat(state, backend, tracing.tracer(provider))
             yield
         finally:
             if state.chat is not None:
                 await state.chat.aclose()
             if state.backend is not None and state.backend is not backend:
                 await state.backend.aclose()
+            await state.usage.aclose()  # writes the counts still held
             await state.limiter.aclose()
             await cache.aclose()
             await engine.dispose()
+            if provider is not None and provider is not tracer_provider:
+                await asyncio.to_thread(provider.shutdown)  # exports the spans still batched
 
     app = FastAPI(
         title="rlpa",
@@ -101,9 +129,12 @@ def create_app(settings: Settings | None = None, backend: ChatBackend | None = N
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Outside the body limit, so that a 413 is counted and carries its request id too.
     app.add_middleware(ObservabilityMiddleware, pseudonyms=pseudonyms)
+    if tracer_provider is not None or settings.otlp_endpoint:
+        app.add_middleware(tracing.TraceContextMiddleware)
     app.include_router(health_router)
     app.include_router(users_router)
     app.include_router(keys_router)
+    app.include_router(usage_router)
     app.include_router(openai_router)
     app.include_router(me_router)
     app.include_router(_operator_router(app))
@@ -138,7 +169,9 @@ def _operator_router(app: FastAPI) -> APIRouter:
     return router
 
 
-async def _start_chat(state: AppState, backend: ChatBackend | None) -> None:
+async def _start_chat(
+    state: AppState, backend: ChatBackend | None, tracer: Tracer | None = None
+) -> None:
     if backend is None:
         from server.backends import create_backend
 
@@ -171,5 +204,9 @@ async def _start_chat(state: AppState, backend: ChatBackend | None) -> None:
         default_max_tokens=settings.default_max_tokens,
         profile_max_tokens=settings.profile_max_tokens,
         memory_off_suffix=settings.task_model_suffix,
+        usage=state.usage,
+        tracer=tracer,
+        client_tasks=settings.client_task_detection,
+        trait_words=settings.trait_words,
     )
     logger.info("serving RLPA contract v%d", state.chat.contract_version)

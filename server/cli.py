@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from server import users_cli
 from server.settings import Settings
+from server.usage import cli as usage_cli
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -63,7 +64,7 @@ async def _keys_async(args: argparse.Namespace) -> int:
     from server.auth import audit, repository, service
     from server.auth import schemas as s
     from server.db import create_engine, create_sessionmaker, transaction
-    from server.errors import BadRequestError
+    from server.errors import BadRequestError, NotFoundError
 
     engine = create_engine(Settings())
     try:
@@ -72,7 +73,9 @@ async def _keys_async(args: argparse.Namespace) -> int:
                 tenant = await repository.ensure_tenant(session, args.tenant)
                 scopes = [x.strip() for x in args.scopes.split(",") if x.strip()]
                 try:
-                    body = s.KeyCreate(name=args.name, scopes=scopes, user=args.user)
+                    body = s.KeyCreate(
+                        name=args.name, scopes=scopes, user=args.user, **_limits(args)
+                    )
                     created = await service.create_key(session, tenant, body, actor=audit.CLI)
                 except (ValidationError, BadRequestError) as exc:
                     if isinstance(exc, BadRequestError):
@@ -91,6 +94,17 @@ async def _keys_async(args: argparse.Namespace) -> int:
                     owner = await repository.get_tenant(session, key.tenant_id)
                     row = service.key_read(key, owner.name if owner else "?")
                     print(json.dumps(row.model_dump(mode="json")))
+            elif args.keys_command == "update":
+                try:
+                    changes = _limits(args) | ({} if args.name is None else {"name": args.name})
+                    update = s.KeyUpdate(**changes)
+                    key = await service.update_key(session, args.key_id, None, update, audit.CLI)
+                except (ValidationError, BadRequestError, NotFoundError) as exc:
+                    print(f"rlpa keys update: {_message(exc)}", file=sys.stderr)
+                    return 1 if isinstance(exc, NotFoundError) else 2
+                owner = await repository.get_tenant(session, key.tenant_id)
+                row = service.key_read(key, owner.name if owner else "?")
+                print(json.dumps(row.model_dump(mode="json"), indent=2))
             else:
                 found = await repository.get_key(session, args.key_id)
                 if found is None or not await repository.revoke_key(session, args.key_id, None):
@@ -101,6 +115,65 @@ async def _keys_async(args: argparse.Namespace) -> int:
     finally:
         await engine.dispose()
     return 0
+
+
+def _message(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return str(getattr(exc, "message", exc))
+
+
+def _limits(args: argparse.Namespace) -> dict[str, object]:
+    """--expires, --rpm and --tpm as given (`never` / `default`: null, which clears them)."""
+    given = {"expires_at": args.expires, "rpm_limit": args.rpm, "tpm_limit": args.tpm}
+    return {name: value for name, value in given.items() if value is not _UNSET}
+
+
+_UNSET = object()
+
+
+def _expiry(text: str) -> object:
+    """An ISO date or time (UTC when it names no zone), or `never`."""
+    from datetime import UTC, datetime
+
+    if text == "never":
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            "an ISO date or time (2027-01-31, 2027-01-31T18:00+01:00) or 'never'"
+        ) from exc
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def _per_minute(text: str) -> int | None:
+    """A count (0: no limit), or `default`: the gateway's setting."""
+    if text == "default":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError("a whole number (0: no limit) or 'default'")
+    return int(text)
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--expires", type=_expiry, default=_UNSET, help="ISO date or time (UTC), or never"
+    )
+    parser.add_argument(
+        "--rpm",
+        type=_per_minute,
+        default=_UNSET,
+        help="requests per minute (0: none; default: RLPA_RATE_LIMIT_PER_MINUTE)",
+    )
+    parser.add_argument(
+        "--tpm",
+        type=_per_minute,
+        default=_UNSET,
+        help="tokens per minute (0: none; default: RLPA_RATE_LIMIT_TOKENS_PER_MINUTE)",
+    )
 
 
 # The settings `rlpa serve --help` lists, with what they mean; each one's environment name and
@@ -173,12 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--user", help="bind the key to one end user")
     create.add_argument("--name", default="")
+    _add_limit_options(create)
     listing = keys_sub.add_parser("list", help="list keys (prefixes only)")
     listing.add_argument("--tenant")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id", type=int)
+    update = keys_sub.add_parser("update", help="change a key's name, expiry or limits")
+    update.add_argument("key_id", type=int)
+    update.add_argument("--name")
+    _add_limit_options(update)
     keys.set_defaults(func=lambda a: asyncio.run(_keys_async(a)))
     users_cli.register(sub)
+    usage_cli.register(sub)
     return parser
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from server.backends.base import ChatBackend
     from server.chat.service import ChatService
     from server.ratelimit import RateLimiter
+    from server.usage.service import UsageMeter
 
 
 @dataclass
@@ -33,6 +34,7 @@ class AppState:
     profiles: ProfileService
     auth: Authenticator
     limiter: RateLimiter
+    usage: UsageMeter
     backend: ChatBackend | None = None
     chat: ChatService | None = None
 
@@ -58,6 +60,7 @@ async def get_principal(
         credentials.credentials if credentials else None, address
     )
     observability.note_principal(principal.key_id, principal.tenant_name, principal.bound_user)
+    state.usage.touch(principal.key_id)
     await state.limiter.check(principal)
     return principal
 
@@ -75,7 +78,17 @@ def _require(scope: str) -> Any:
 
 
 AdminDep = Annotated[Principal, Depends(_require("admin"))]
-ChatPrincipalDep = Annotated[Principal, Depends(_require("chat"))]
+
+
+async def chat_principal(
+    principal: Annotated[Principal, Depends(_require("chat"))], state: StateDep
+) -> Principal:
+    """A `chat` key whose minute still has tokens left (server/ratelimit.py)."""
+    await state.limiter.check_tokens(principal)
+    return principal
+
+
+ChatPrincipalDep = Annotated[Principal, Depends(chat_principal)]
 
 
 async def profile_owner(principal: Annotated[Principal, Depends(_require("profile"))]) -> Principal:

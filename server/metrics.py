@@ -1,7 +1,8 @@
 """Prometheus metrics, served at /metrics.
 
 Labels stay bounded: routes are templates (`/admin/users/{user:path}/profile`), models only ids the
-gateway serves, upstreams the host:port of a configured URL.
+gateway serves, upstreams the host:port of a configured URL, tenants only those
+RLPA_METRICS_TENANTS names (any other is "other").
 """
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -88,3 +89,21 @@ PROFILE_WRITE_FAILURES = Counter(
     ["outcome"],
 )
 AUTH_FAILURES = Counter("rlpa_auth_failures_total", "Requests with a missing or wrong API key")
+# Tenants are labelled by name only when RLPA_METRICS_TENANTS lists them; every other tenant is
+# "other", so that the label stays bounded however many tenants there are.
+TENANT_REQUESTS = Counter(
+    "rlpa_tenant_requests_total", "Chat turns answered, by tenant", ["tenant"]
+)
+TENANT_TOKENS = Counter(
+    "rlpa_tenant_tokens_total",
+    "Tokens of chat turns by tenant and kind: prompt or completion",
+    ["tenant", "kind"],
+)
+USAGE_WRITE_FAILURES = Counter(
+    "rlpa_usage_write_failures_total",
+    "Usage flushes that could not be written; their counts are kept for the next flush",
+)
+USAGE_DROPPED = Counter(
+    "rlpa_usage_dropped_total",
+    "Turns whose usage was not counted: the replica held as many unwritten rows as it may",
+)

@@ -1,8 +1,9 @@
 """Request ids, one log line per request, and the per-request metrics (pure ASGI).
 
 Each request gets a `RequestRecord` in a context variable: the auth dependency, the routers and
-the SSE helper note on it what they learn (key, tenant, end user, served model, a failed stream),
-and when the response has ended the middleware counts the request and logs one line from it.
+the SSE helper note on it what they learn (key, tenant, end user, served model, a failed stream,
+a chat turn's tokens), and when the response has ended the middleware counts the request and
+logs one line from it.
 The line names the end user only by a hash and never holds a key, a message or a trait.
 """
 
@@ -41,6 +42,8 @@ class RequestRecord:
     user: str | None = None  # hashed only when the line is written
     model: str | None = None  # set only once checked against the served models
     stream_failed: bool = False
+    prompt_tokens: int | None = None  # a chat turn's, once one of its choices is done
+    completion_tokens: int | None = None
 
 
 _current: ContextVar[RequestRecord | None] = ContextVar("rlpa_request", default=None)
@@ -68,6 +71,15 @@ def note_model(model: str) -> None:
     record = _current.get()
     if record is not None:
         record.model = model
+
+
+def note_usage(prompt_tokens: int, completion_tokens: int) -> None:
+    """Add a finished choice's tokens to the request's line (a turn's prompt is counted once,
+    with its first choice, as in its `usage`)."""
+    record = _current.get()
+    if record is not None:
+        record.prompt_tokens = (record.prompt_tokens or 0) + prompt_tokens
+        record.completion_tokens = (record.completion_tokens or 0) + completion_tokens
 
 
 def note_stream_failed() -> None:
@@ -166,6 +178,8 @@ def _finish(
         "tenant": record.tenant,
         "user_hash": user_hash,
         "model": record.model,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
     }
     if outcome is not None:
         fields["outcome"] = outcome

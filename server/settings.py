@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     # On SIGTERM: stop accepting, give streams in flight this many seconds to end, then exit.
     shutdown_grace_s: int = 25
+    # An OpenTelemetry collector's OTLP/HTTP base URL (http://otel-collector:4318): a span per
+    # chat turn goes there (server/tracing.py; the `otel` extra). Unset: no tracing at all.
+    otlp_endpoint: str | None = None
+    otlp_service_name: str = "rlpa"
 
     database_url: str = "sqlite+aiosqlite:///./rlpa.db"
     # The embedded SQLite default migrates at start; a server database is migrated explicitly
@@ -50,11 +54,24 @@ class Settings(BaseSettings):
     # a profile and answers without the RLPA prompt. Open WebUI's "Task Model" (titles, tags,
     # follow-ups) goes there (docs/clients.md). Empty: no such ids.
     task_model_suffix: str = "-nomemory"
+    # Recognise Open WebUI's own tasks (title, tags, follow-ups...: one user message that begins
+    # `### Task:` and quotes the chat in <chat_history>) whatever model they name: served as the
+    # memory-off id serves them, the reply held to the JSON each task asks for
+    # (server/chat/client_tasks.py).
+    client_task_detection: bool = True
     # Keys the pseudonyms that stand for user ids in the audit log, cache keys and logs
     # (server/pseudonyms.py). Unset: a random key the first replica stores in the database.
     pseudonym_key: SecretStr | None = None
     max_body_bytes: int = 1_000_000
     rate_limit_per_minute: int = 0  # per API key; 0 = unlimited
+    # Prompt + completion tokens per minute per API key: a key whose minute holds them gets 429
+    # until the minute ends; 0 = unlimited. A key's own limits replace both (rlpa keys update).
+    rate_limit_tokens_per_minute: int = Field(default=0, ge=0)
+    # Seconds between writes of each replica's usage counts (requests and tokens per key, tenant,
+    # end user and model, per hour) and of the keys' last use; a SIGKILL loses at most these.
+    usage_flush_s: float = Field(default=5.0, gt=0)
+    # Tenants whose name labels the per-tenant metrics; every other tenant is "other".
+    metrics_tenants: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
     # How long a replica trusts a key it has looked up: a key revoked elsewhere stops working
     # here within this many seconds (on the replica that revoked it, at once).
     auth_cache_ttl_s: float = 5.0
@@ -109,6 +126,10 @@ class Settings(BaseSettings):
     # 1 the adapter writes the whole output; 0 the adapter writes the profile block and the base
     # weights write the reply (with the profile in the prompt).
     reply_adapter_scale: float = Field(default=1.0, ge=0.0, le=1.0)
+    # What a stored trait may say, where the backend constrains decoding: `said`, only words the
+    # user said in this conversation and common function words (the model cannot store what
+    # nobody said); `any`, free text.
+    trait_words: Literal["said", "any"] = "any"
     # The RLPA contract the model was trained on: 1 (the block is the whole profile) or 2 (the
     # block lists changes). Unset: an embedded adapter's rlpa.json says; otherwise 2.
     contract_version: Literal[1, 2] | None = None
@@ -133,7 +154,7 @@ class Settings(BaseSettings):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("user_header", mode="before")
+    @field_validator("user_header", "metrics_tenants", mode="before")
     @classmethod
     def _split_headers(cls, value: object) -> object:
         if isinstance(value, str):

@@ -1,6 +1,7 @@
 """The two packages meet only at the contract: server/ never imports torch or training/, and
 training/ imports nothing from server/ but server.rlpa. The gateway runs on what the `embedded`
-extra installs (`make serve`): nothing of the `train` extra."""
+extra installs (`make serve`): nothing of the `train` extra, nor of the `otel` extra while
+RLPA_OTLP_ENDPOINT is unset."""
 
 from __future__ import annotations
 
@@ -84,17 +85,22 @@ def test_importing_the_gateway_loads_no_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
-# Run in a fresh interpreter: the train extra's modules (and training/) cannot be imported, as on
-# a `make serve` install; the gateway is built, started on the embedded default (model loaded)
-# and answers a chat turn.
+# Run in a fresh interpreter: the train extra's modules (and training/) and the otel extra's
+# cannot be imported, as on a `make serve` install; the gateway is built, started on the embedded
+# default (model loaded) and answers a chat turn, untraced. A blocked name is a package or a
+# dotted subpackage: the otel extra's SDK and exporter live in the `opentelemetry` namespace,
+# whose API FastAPI itself imports.
 _BLOCKED_RUN = """if True:
     import asyncio, importlib.abc, json, sys, tempfile
 
     BLOCKED, MODEL = set(json.loads(sys.argv[1])), sys.argv[2]
 
+    def blocked(name):
+        return any(name == b or name.startswith(b + ".") for b in BLOCKED)
+
     class Blocker(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] in BLOCKED:
+            if blocked(name):
                 raise ModuleNotFoundError(f"{name} is not installed by `make serve`", name=name)
             return None
 
@@ -117,13 +123,16 @@ _BLOCKED_RUN = """if True:
                 assert reply.status_code == 200, reply.text
 
     asyncio.run(main())
-    print(json.dumps(sorted(m for m in sys.modules if m.partition(".")[0] in BLOCKED)))
+    print(json.dumps(sorted(m for m in sys.modules if blocked(m))))
 """
 
 
+OTEL_EXTRA = {"opentelemetry.sdk", "opentelemetry.exporter", "opentelemetry.proto"}
+
+
 @pytest.mark.slow
-def test_the_gateway_runs_without_the_train_extra(tmp_path: Path) -> None:
-    blocked = _train_extra_modules() | {"training"}
+def test_the_gateway_runs_without_the_train_or_otel_extra(tmp_path: Path) -> None:
+    blocked = _train_extra_modules() | {"training"} | OTEL_EXTRA
     assert {"torch", "transformers", "trl", "datasets", "scipy", "matplotlib"} <= blocked
     run = subprocess.run(
         [

@@ -29,6 +29,7 @@ Action = Literal[
     "profile.remove_trait",
     "key.create",
     "key.revoke",
+    "key.update",
 ]
 _MAX_ID = 2**31 - 1  # ids are a 32-bit INTEGER column
 

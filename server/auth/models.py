@@ -42,6 +42,14 @@ class ApiKey(Base):
     bound_user: Mapped[str | None] = mapped_column(String(256), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # From then on the key is refused (401), as if revoked; None: it never expires.
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The key's own limits per minute (server/ratelimit.py); None: the gateway's
+    # RLPA_RATE_LIMIT_PER_MINUTE / RLPA_RATE_LIMIT_TOKENS_PER_MINUTE, 0: none.
+    rpm_limit: Mapped[int | None] = mapped_column(default=None)
+    tpm_limit: Mapped[int | None] = mapped_column(default=None)
+    # When a request last authenticated with it, to within RLPA_USAGE_FLUSH_S (server/usage).
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
     @property
     def scope_set(self) -> frozenset[str]:

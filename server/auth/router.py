@@ -48,6 +48,25 @@ async def revoke_key(
     return Response(status_code=204)
 
 
+@router.patch("/keys/{key_id}", response_model=s.KeyRead, tags=["admin: keys"])
+async def update_key(
+    key_id: Annotated[int, Path(ge=1, le=MAX_KEY_ID)],
+    body: s.KeyUpdate,
+    principal: AdminDep,
+    state: StateDep,
+) -> s.KeyRead:
+    """Change a key's name, expiry or limits: only the fields sent; null clears one. Other
+    replicas apply it within RLPA_AUTH_CACHE_TTL_S."""
+    if principal.bound_user is not None:
+        raise PermissionDeniedError("A key bound to one user cannot change keys.")
+    async with transaction(state.sessionmaker) as session:
+        key = await service.update_key(
+            session, key_id, principal.tenant_id, body, actor=principal.actor
+        )
+    state.auth.forget()
+    return service.key_read(key, principal.tenant_name)
+
+
 @router.get("/audit", response_model=s.AuditList, tags=["admin: audit"])
 async def list_audit_events(
     principal: AdminDep,

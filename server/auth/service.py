@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,7 +17,7 @@ from server import metrics
 from server.auth import audit, repository
 from server.auth import schemas as s
 from server.auth.models import ApiKey, Tenant
-from server.db import transaction
+from server.db import transaction, utcnow
 from server.errors import AuthenticationError, BadRequestError, NotFoundError, RateLimitError
 from server.settings import Settings
 
@@ -40,6 +41,9 @@ class Principal:
     scopes: frozenset[str]
     bound_user: str | None = None
     key_id: int | None = None  # None when auth is off
+    expires_at: datetime | None = None
+    rpm_limit: int | None = None  # None: the gateway's own limits (server/ratelimit.py)
+    tpm_limit: int | None = None
 
     @property
     def actor(self) -> audit.Actor:
@@ -74,6 +78,10 @@ def key_read(key: ApiKey, tenant_name: str) -> s.KeyRead:
         tenant=tenant_name,
         created_at=key.created_at,
         revoked_at=key.revoked_at,
+        expires_at=key.expires_at,
+        rpm_limit=key.rpm_limit,
+        tpm_limit=key.tpm_limit,
+        last_used_at=key.last_used_at,
     )
 
 
@@ -103,15 +111,54 @@ async def create_key(
             prefix=secret[:KEY_PREFIX_CHARS],
             scopes=",".join(sorted(set(body.scopes))),
             bound_user=body.user,
+            expires_at=body.expires_at,
+            rpm_limit=body.rpm_limit,
+            tpm_limit=body.tpm_limit,
         ),
     )
     if actor is not None:
         scopes = sorted(key.scope_set)
         bound = body.user is not None
+        limits = body.model_dump(mode="json", include=_LIMITS, exclude_none=True)
         await audit.record(
-            session, tenant.id, actor, "key.create", str(key.id), scopes=scopes, bound=bound
+            session,
+            tenant.id,
+            actor,
+            "key.create",
+            str(key.id),
+            scopes=scopes,
+            bound=bound,
+            **limits,
         )
     return s.KeyCreated(**key_read(key, tenant.name).model_dump(), key=secret)
+
+
+_LIMITS = {"expires_at", "rpm_limit", "tpm_limit"}
+
+
+async def update_key(
+    session: AsyncSession,
+    key_id: int,
+    tenant_id: int | None,
+    body: s.KeyUpdate,
+    actor: audit.Actor,
+) -> ApiKey:
+    """Change a live key's name, expiry or limits (the fields sent; null clears one), audited
+    with what changed. NotFoundError for a key revoked, or of another tenant."""
+    key = await repository.get_key(session, key_id)
+    if key is None or key.revoked_at is not None or tenant_id not in (None, key.tenant_id):
+        raise NotFoundError(f"No active key {key_id}.", param="key_id")
+    changes = body.model_dump(exclude_unset=True)
+    if "name" in changes:
+        changes["name"] = changes["name"] or ""
+    for field, value in changes.items():
+        setattr(key, field, value)
+    await session.flush()
+    detail = body.model_dump(mode="json", exclude_unset=True, include=_LIMITS)
+    await audit.record(
+        session, key.tenant_id, actor, "key.update", str(key.id), fields=sorted(changes), **detail
+    )
+    return key
 
 
 class Authenticator:
@@ -225,7 +272,7 @@ class Authenticator:
         digest = hash_secret(secret)
         principal = self._known.get(digest)
         if principal is not None:
-            return principal
+            return _unexpired(principal)
         if digest not in self._wrong:
             principal = await self._lookup(digest)
         if principal is None:
@@ -234,7 +281,7 @@ class Authenticator:
             self._failed(address)
             raise AuthenticationError("Incorrect API key provided.")
         self._known[digest] = principal
-        return principal
+        return _unexpired(principal)
 
     def _check_failures(self, address: str | None) -> None:
         if address is None or self._failures_per_minute <= 0:
@@ -267,7 +314,16 @@ class Authenticator:
             tenant = await repository.get_tenant(session, key.tenant_id)
         if tenant is None:
             return None
-        return Principal(tenant.id, tenant.name, key.scope_set, key.bound_user, key.id)
+        return Principal(
+            tenant.id,
+            tenant.name,
+            key.scope_set,
+            key.bound_user,
+            key.id,
+            expires_at=key.expires_at,
+            rpm_limit=key.rpm_limit,
+            tpm_limit=key.tpm_limit,
+        )
 
     async def revoke(self, key_id: int, tenant_id: int, actor: audit.Actor) -> None:
         async with transaction(self._sessionmaker) as session:
@@ -275,3 +331,15 @@ class Authenticator:
                 raise NotFoundError(f"No active key {key_id}.", param="key_id")
             await audit.record(session, tenant_id, actor, "key.revoke", str(key_id))
         self.forget()
+
+
+def _unexpired(principal: Principal) -> Principal:
+    """The principal of a key that has not expired; an expired key is refused as a wrong one
+    would be, but says so (and does not count against its client's address: it is no guess)."""
+    if principal.expires_at is not None and principal.expires_at <= utcnow():
+        metrics.AUTH_FAILURES.inc()
+        raise AuthenticationError(
+            f"This API key expired at {principal.expires_at.isoformat(timespec='seconds')}.",
+            code="expired_api_key",
+        )
+    return principal

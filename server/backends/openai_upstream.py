@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from server import metrics, observability, rlpa
+from server import metrics, observability, rlpa, tracing
 from server.backends.base import STOP, BackendStream, Finish, RelayEndpoint, SamplingParams
 from server.backends.sse import parse_chat_stream, parse_event_stream, upstream_error_detail
 from server.backends.upstream_http import (
@@ -347,7 +347,7 @@ class OpenAIUpstreamBackend:
     async def _attempt(
         self, upstream: Upstream, body: dict[str, Any], endpoint: str
     ) -> UpstreamResponse:
-        url, headers = f"{upstream.url}/{endpoint}", _request_id_header()
+        url, headers = f"{upstream.url}/{endpoint}", _request_headers()
         try:
             if self._lean[upstream.url]:
                 response: UpstreamResponse = await self._http.post(
@@ -394,17 +394,23 @@ def grammar_fields(dialect: GrammarDialect, grammar: str) -> dict[str, Any]:
     return {}
 
 
-def _request_id_header() -> dict[str, str] | None:
+def _request_headers() -> dict[str, str] | None:
+    """The request's id and, when the turn is traced, its trace context (`traceparent`)."""
+    headers = _request_id_header() | tracing.outgoing_headers()
+    return headers or None
+
+
+def _request_id_header() -> dict[str, str]:
     """The request's id for the upstream's log, when it is a UUID (the gateway's own always are).
     llama-cpp-python's server answers 400 to any other X-Request-Id (starlette-context's
     RequestIdPlugin requires a UUID), so a client's free-form id stays at the gateway."""
     request_id = observability.current_request_id()
     if request_id is None:
-        return None
+        return {}
     try:
         uuid.UUID(request_id)
     except ValueError:
-        return None
+        return {}
     return {"X-Request-Id": request_id}
 
 

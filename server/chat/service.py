@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from server import metrics, observability, rlpa
 from server.auth.service import Principal, validate_user
 from server.backends.base import STOP, BackendStream, ChatBackend, Finish, SamplingParams
+from server.chat import client_tasks, traces
 from server.chat.events import (
     ChoiceDone,
     ChoiceStarted,
@@ -35,6 +37,11 @@ from server.chat.writes import ProfileWrites, Stored, WriteTarget
 from server.db import utcnow
 from server.errors import NotFoundError
 from server.profiles.turns import TurnProfiles
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from server.usage.service import UsageMeter
 
 _MODELS_TTL_S = 30.0
 # An opted-out user's turn is plain chat: a developer message goes to the model as a system one.
@@ -58,6 +65,7 @@ class TurnRequest:
     return_profile: bool = False
     # When the gateway received the request: an erasure committed after it still wins.
     arrived_at: datetime = field(default_factory=utcnow)
+    stream: bool = False  # the client reads the reply as it is written (noted on traces only)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +84,7 @@ class _Plan:
     # The turn answers a new user message: its block is stored. One that answers tool results
     # (the client's tool loop) reads the profile but learns nothing (docs/tools.md).
     learns: bool
+    user: str | None  # the end user the turn is for, whether or not it stores anything
 
 
 @dataclass(frozen=True)
@@ -108,11 +117,22 @@ class ChatService:
         default_max_tokens: int = 256,
         profile_max_tokens: int = 256,
         memory_off_suffix: str = "",
+        usage: UsageMeter | None = None,
+        client_tasks: bool = False,
+        trait_words: str = "any",
+        tracer: Tracer | None = None,
     ) -> None:
         self.backend = backend
+        self.tracer = tracer  # None: turns are not traced (server/chat/traces.py)
+        # "said": a stored trait holds only words the user said (server/rlpa/grammar.py).
+        self.trait_words = trait_words
+        # Recognise a client's own tasks (Open WebUI's titles, tags, follow-ups) whatever model
+        # they name: memory off, the reply held to the task's JSON (server/chat/client_tasks.py).
+        self.client_tasks = client_tasks
         # Each served model is also listed under its name plus this suffix: the same model, with
         # memory off (no profile read or written, no RLPA prompt). Empty: no such ids.
         self.memory_off_suffix = memory_off_suffix
+        self.usage = usage  # counts each choice's tokens as it ends (server/usage)
         self.profiles = profiles
         self.contract_version = contract_version
         self.default_max_tokens = default_max_tokens
@@ -152,29 +172,47 @@ class ChatService:
             f"The model '{model}' does not exist.", param="model", code="model_not_found"
         )
 
-    async def turn(
+    def turn(
         self, request: TurnRequest, principal: Principal, request_id: str
     ) -> AsyncIterator[TurnEvent]:
         """Run the turn: every choice, then the profile write, as events (server/chat/events.py).
 
         Errors before ChoiceStarted(0) (unknown model, bad user, backend down or refusing) are
         raised before anything was generated."""
-        plan = await self._plan(request, principal, request_id)
+        if self.tracer is None:
+            return self._turn(request, principal, request_id, None)
+        return traces.traced_turn(
+            self.tracer,
+            request,
+            request_id,
+            lambda trace: self._turn(request, principal, request_id, trace),
+        )
+
+    async def _turn(
+        self,
+        request: TurnRequest,
+        principal: Principal,
+        request_id: str,
+        trace: traces.TurnTrace | None,
+    ) -> AsyncGenerator[TurnEvent, None]:
+        plan = await self._plan(request, principal, request_id, trace)
         write: asyncio.Future[Stored] | None = None
         block: list[str] | None = None
         prompt_tokens = completion_tokens = 0
         try:
             for index in range(plan.n):
-                async for event in self._choice(plan, index):
+                async for event in self._choice(plan, index, trace):
                     if isinstance(event, _Block):
                         if index == 0:  # the turn's profile is choice 0's
                             block = event.traits
                             if plan.target is not None and plan.learns:
                                 write = self.writes.start(plan.target, block)
+                                traces.profile_write(trace, write)
                         continue
                     if isinstance(event, ChoiceDone):
                         prompt_tokens = event.prompt_tokens
                         completion_tokens += event.completion_tokens
+                        self._count_usage(plan, principal, event)
                     yield event
         except Exception:
             # The backend failed after the block: its write is under way. The client hears of the
@@ -191,18 +229,31 @@ class ChatService:
             memory_changed=_changed(plan.target, write, stored),
         )
 
-    async def _plan(self, request: TurnRequest, principal: Principal, request_id: str) -> _Plan:
+    async def _plan(
+        self,
+        request: TurnRequest,
+        principal: Principal,
+        request_id: str,
+        trace: traces.TurnTrace | None,
+    ) -> _Plan:
         model, memory_off = await self.resolve_model(request.model)
+        task = client_tasks.recognise(request.history) if self.client_tasks else None
+        if task is not None:
+            memory_off = True  # served as its memory-off id serves it
+            if request.reply_format is None and request.tools is None:
+                request = replace(request, reply_format=task.reply)
         observability.note_model(request.model)  # checked against the served models: bounded
         user = principal.bound_user or request.user or None  # an empty `user` names no one
         stored = None
         if user is not None:
             validate_user(user)
             observability.note_user(user)
+            traces.note_user(trace, self.profiles.pseudonyms, user)
             await self.writes.wait_for_earlier(principal.tenant_id, user)
             if request.remember and not memory_off:
                 # None: erased after the request arrived. Answered, as a temporary chat.
-                stored = await self.profiles.open(principal.tenant_id, user, request.arrived_at)
+                opened = self.profiles.open(principal.tenant_id, user, request.arrived_at)
+                stored = await traces.profile_read(trace, opened)
         # A memory-off model id (Open WebUI's tasks) is served as for a user who opted out.
         opted_out = memory_off or (stored is not None and not stored.personalization)
         # Tools and JSON replies are read through the RLPA format, so a turn that asks for them
@@ -225,7 +276,16 @@ class ChatService:
                 {"role": _PLAIN_ROLES.get(m["role"], m["role"]), "content": m["content"]}
                 for m in request.history
             ]
-        grammar = rlpa.output_grammar(tools=request.tools, reply=request.reply_format, learn=learns)
+        grammar = rlpa.output_grammar(
+            tools=request.tools,
+            reply=request.reply_format,
+            learn=learns,
+            # Traits in the user's own words: what they said in this conversation.
+            said=[m["content"] for m in request.history if m["role"] == "user"]
+            if self.trait_words == "said"
+            else None,
+            stored=stored.traits if stored else (),
+        )
         max_tokens = request.params.max_tokens or self.default_max_tokens
         return _Plan(
             model=model,
@@ -255,9 +315,12 @@ class ChatService:
             ),
             tools=request.tools,
             learns=learns,
+            user=user,
         )
 
-    async def _choice(self, plan: _Plan, index: int) -> AsyncIterator[TurnEvent | _Block]:
+    async def _choice(
+        self, plan: _Plan, index: int, trace: traces.TurnTrace | None
+    ) -> AsyncIterator[TurnEvent | _Block]:
         """One choice: started, its reply, its block (as _Block), done."""
         reader = ReplyReader(
             stop=plan.stop,
@@ -266,7 +329,12 @@ class ChatService:
             tools=plan.tools is not None,
         )
         calls = CallReader(plan.tools, index) if plan.tools is not None else None
-        stream = self.backend.stream(plan.model, plan.messages, self._choice_params(plan, index))
+        stream = traces.model_call(
+            trace,
+            self.backend.stream(plan.model, plan.messages, self._choice_params(plan, index)),
+            model=plan.model,
+            choice=index,
+        )
         try:
             event = await anext(stream)  # a backend that is down or refuses raises here
             yield ChoiceStarted(index=index)
@@ -291,6 +359,22 @@ class ChatService:
             finish_reason=finish_reason,
             prompt_tokens=event.prompt_tokens,
             completion_tokens=completion_tokens,
+        )
+
+    def _count_usage(self, plan: _Plan, principal: Principal, done: ChoiceDone) -> None:
+        """A choice's usage, counted as soon as it is done, so that a turn that fails or loses
+        its client later still counts what it generated. The prompt is counted once, with the
+        first choice, as the turn's `usage` counts it."""
+        if self.usage is None:
+            return
+        first = done.index == 0
+        self.usage.record(
+            principal,
+            user=plan.user,
+            model=plan.model,
+            requests=int(first),
+            prompt_tokens=done.prompt_tokens if first else 0,
+            completion_tokens=done.completion_tokens,
         )
 
     def _choice_params(self, plan: _Plan, index: int) -> SamplingParams:

@@ -75,6 +75,7 @@ def turn_request(
         remember=body.rlpa.mode == "on",
         return_profile=body.rlpa.return_profile,
         arrived_at=arrived_at or utcnow(),
+        stream=body.stream,
     )
 
 

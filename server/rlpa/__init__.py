@@ -13,7 +13,7 @@ from server.rlpa.change import (
     profile_change,
     render_change,
 )
-from server.rlpa.grammar import FORMAT_GBNF, output_grammar
+from server.rlpa.grammar import FORMAT_GBNF, output_grammar, said_words
 from server.rlpa.parse import ParsedOutput, parse_output
 from server.rlpa.prompt import (
     SYSTEM_PROMPT,
@@ -75,5 +75,6 @@ __all__ = [
     "render_output",
     "render_profile",
     "render_tool_calls",
+    "said_words",
     "validate_traits",
 ]

@@ -291,6 +291,8 @@ def test_keys_are_created_shown_once_and_revoked(page: Page, gateway: Gateway, s
     page.get_by_role("link", name="Keys").click()
     page.get_by_label("Name").fill("ci reader")
     page.get_by_label("Bound to user (optional)").fill(BOB)
+    page.get_by_label("Expires on (optional, UTC)").fill("2031-01-31")
+    page.get_by_label("Tokens per minute (optional)").fill("5000")
     page.get_by_role("button", name="Create key").click()
     expect(page.get_by_role("heading", name="Copy the new key now")).to_be_focused()
     expect(page.locator("#new-secret")).to_contain_text("only time the secret is shown")
@@ -299,6 +301,12 @@ def test_keys_are_created_shown_once_and_revoked(page: Page, gateway: Gateway, s
     keys = gateway.api.get("/admin/keys").json()["data"]
     (made,) = [k for k in keys if k["name"] == "ci reader"]
     assert made["user"] == BOB and made["scopes"] == ["chat"] and secret.startswith(made["prefix"])
+    assert (made["expires_at"], made["tpm_limit"], made["rpm_limit"]) == (
+        "2031-01-31T00:00:00Z",
+        5000,
+        None,
+    )
+    expect(page.locator("#key-list")).to_contain_text("5,000 tokens per minute")
     page.set_viewport_size(PHONE)
     _no_horizontal_scroll(page)
     _screenshot(page, shots, "keys-phone", full_page=True)
@@ -310,6 +318,59 @@ def test_keys_are_created_shown_once_and_revoked(page: Page, gateway: Gateway, s
     expect(page.locator("#notice")).to_contain_text(f"Revoked key #{made['id']}")
     keys = gateway.api.get("/admin/keys").json()["data"]
     assert [k["revoked_at"] for k in keys if k["id"] == made["id"]] != [None]
+
+
+def _usage_cells(report: dict[str, Any], row: dict[str, Any] | None = None) -> list[str]:
+    """The count cells the page shows for a report's row (its total by default)."""
+    counts = report["total"] if row is None else row
+    fields = ("requests", "prompt_tokens", "completion_tokens", "total_tokens")
+    return [f"{counts[field]:,}" for field in fields]
+
+
+def test_usage_tab_shows_the_turns_requests_and_tokens(
+    page: Page, gateway: Gateway, shots: Path
+) -> None:
+    by_day = gateway.api.get("/admin/usage").json()
+    assert by_day["total"]["requests"] >= 4  # the fixture's turns, at least
+    _sign_in(page, gateway.url, gateway.admin_key)
+    page.get_by_role("link", name="Usage").click()
+    expect(page.get_by_role("heading", name="Usage")).to_be_focused()
+    expect(page.locator("#usage-total td")).to_have_text(_usage_cells(by_day))
+    (today,) = by_day["data"]
+    expect(page.locator("#usage-rows tr")).to_have_text(
+        [today["day"] + "".join(_usage_cells(by_day))]
+    )
+
+    # One end user's turns: BOB chatted once in the fixture, and once more now.
+    page.get_by_label("Group by").select_option(label="end user")
+    page.get_by_label("End user id").fill(BOB)
+    page.get_by_role("button", name="Show usage").click()
+    before = gateway.api.get("/admin/usage", params={"user": BOB, "group_by": "user"}).json()
+    assert before["total"]["requests"] == 1
+    expect(page.locator("#usage-total td")).to_have_text(_usage_cells(before))
+    gateway.chat(BOB, "likes tea")
+    page.get_by_role("button", name="Show usage").click()
+    after = gateway.api.get("/admin/usage", params={"user": BOB, "group_by": "user"}).json()
+    assert after["total"]["requests"] == 2
+    expect(page.locator("#usage-total td")).to_have_text(_usage_cells(after))
+    (row,) = after["data"]
+    expect(page.locator("#usage-rows td").first).to_have_text(row["user_hash"])
+    assert BOB not in page.locator("#usage-table").inner_text()
+
+    # By key: the bootstrap key made every turn.
+    page.get_by_label("End user id").fill("")
+    page.get_by_label("Group by").select_option(label="key")
+    page.get_by_role("button", name="Show usage").click()
+    by_key = gateway.api.get("/admin/usage", params={"group_by": "key"}).json()
+    (bootstrap,) = by_key["data"]
+    expect(page.locator("#usage-rows tr").first).to_contain_text(
+        f"#{bootstrap['key_id']} bootstrap"
+    )
+    expect(page.locator("#usage-total td")).to_have_text(_usage_cells(by_key))
+    _screenshot(page, shots, "usage-desktop")
+    page.set_viewport_size(PHONE)
+    _no_horizontal_scroll(page)
+    _screenshot(page, shots, "usage-phone", full_page=True)
 
 
 def test_audit_tab_shows_who_did_what(page: Page, gateway: Gateway) -> None:

@@ -18,6 +18,7 @@ from server.models import Base
 from server.settings import Settings
 
 TABLES = {"tenant", "api_key", "end_user", "profile_version", "audit_event", "server_secret"}
+TABLES |= {"usage_hour"}
 TABLES |= {"schema_compat"}  # the migrations' own, as alembic_version (server/migrate.py)
 
 

@@ -157,10 +157,11 @@ async def test_a_replica_refuses_a_database_past_a_migration_not_declared_compat
 async def test_a_declaration_names_only_the_revision_it_revises(
     db_url: str, next_release: Path
 ) -> None:
+    before = await declared(db_url)
     add_migration(next_release, "9001", HEAD, ADD_NICKNAME, compatible_with="0001")
     with pytest.raises(ValueError, match="only the revision it revises"):
         await asyncio.to_thread(migrate_with, next_release, db_url)
-    assert await declared(db_url) == {"0006": "0005"}  # rolled back with the migration
+    assert await declared(db_url) == before  # rolled back with the migration
 
 
 def test_a_replica_behind_the_database_or_on_a_looping_chain_refuses() -> None:
@@ -175,3 +176,34 @@ def test_a_replica_behind_the_database_or_on_a_looping_chain_refuses() -> None:
     assert looping is not None
     elsewhere = migrate.schema_problem("0008", "0006", known, {"0008": "0005"})
     assert elsewhere is not None
+
+
+async def test_0007_is_declared_compatible_and_the_release_before_it_writes_keys(
+    db_url: str,
+) -> None:
+    """0007 (usage and key limits) is additive: the previous release's INSERT into api_key,
+    which names none of the new columns, still works and makes a key without expiry or limits
+    of its own."""
+    assert (await declared(db_url))["0007"] == "0006"
+    engine = create_async_engine(db_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("INSERT INTO tenant (name, created_at) VALUES ('t0006', CURRENT_TIMESTAMP)")
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO api_key (tenant_id, name, secret_hash, prefix, scopes, "
+                    "bound_user, created_at, revoked_at) SELECT id, 'old', 'h0006', 'rlpa-old', "
+                    "'chat', NULL, CURRENT_TIMESTAMP, NULL FROM tenant WHERE name = 't0006'"
+                )
+            )
+            row = await connection.execute(
+                text(
+                    "SELECT expires_at, rpm_limit, tpm_limit, last_used_at FROM api_key "
+                    "WHERE secret_hash = 'h0006'"
+                )
+            )
+            assert tuple(row.one()) == (None, None, None, None)
+    finally:
+        await engine.dispose()

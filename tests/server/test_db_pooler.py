@@ -108,6 +108,9 @@ async def test_chat_turns_and_every_admin_change_work_through_pgbouncer(
     assert await _profile(http, ann) == (3, [f"fact of {ann}", "likes tea", "lives in Lyon"])
     history = (await http.get(_user_url(ann, "/profile/history"))).json()["data"]
     assert [entry["version"] for entry in history] == [3, 2, 1]
+    # The turns' usage is written through the pooler too: many rows in one upsert statement.
+    usage = await http.get("/admin/usage", params={"user": ann, "group_by": "user"})
+    assert usage.status_code == 200 and usage.json()["total"]["requests"] == 3, usage.text
 
     edits = [
         http.put(_user_url(ann, "/profile"), json={"traits": ["vegan", "runs"]}),

@@ -239,7 +239,8 @@
 
   /* ---------- signing in ---------- */
 
-  const VIEWS = ['sign-in-view', 'users-view', 'user-view', 'keys-view', 'audit-view', 'api-view'];
+  const VIEWS = ['sign-in-view', 'users-view', 'user-view', 'keys-view', 'usage-view', 'audit-view',
+    'api-view'];
 
   function show(view, heading) {
     for (const id of VIEWS) $(id).hidden = id !== view;
@@ -531,6 +532,10 @@
     const facts = [`prefix ${key.prefix}…`, `scopes ${key.scopes.join(', ')}`,
       `created ${when(key.created_at)}`];
     if (key.user !== null) facts.push(`bound to ${key.user}`);
+    if (key.expires_at) facts.push(`expires ${when(key.expires_at)}`);
+    if (key.rpm_limit !== null) facts.push(`${limit(key.rpm_limit)} requests per minute`);
+    if (key.tpm_limit !== null) facts.push(`${limit(key.tpm_limit)} tokens per minute`);
+    facts.push(key.last_used_at ? `last used ${when(key.last_used_at)}` : 'never used');
     if (key.revoked_at) facts.push(`revoked ${when(key.revoked_at)}`);
     const item = el('li', { className: key.revoked_at ? 'revoked' : '' },
       el('h3', { text: `#${key.id} ${key.name || '(no name)'}` }),
@@ -550,6 +555,17 @@
     return item;
   }
 
+  function limit(n) {
+    return n === 0 ? 'no limit on' : number(n);
+  }
+
+  function perMinute(id) {
+    const text = $(id).value.trim();
+    if (!text) return undefined;
+    if (!/^\d+$/.test(text)) throw new Error('A limit per minute is a whole number (0: no limit).');
+    return Number(text);
+  }
+
   async function loadKeys() {
     const fresh = ticket('keys');
     const keys = await api('GET', '/admin/keys');
@@ -564,6 +580,9 @@
       const body = { name: $('key-name').value.trim(), scopes };
       const user = $('key-user').value;
       if (user) body.user = user;
+      if ($('key-expires').value) body.expires_at = $('key-expires').value + 'T00:00:00Z';
+      body.rpm_limit = perMinute('key-rpm');
+      body.tpm_limit = perMinute('key-tpm');
       const created = await api('POST', '/admin/keys', { body });
       $('new-secret-value').value = created.key;
       $('new-secret').hidden = false;
@@ -586,6 +605,59 @@
       $('new-secret').hidden = true;
       $('keys-title').focus();
     });
+  }
+
+  /* ---------- usage ---------- */
+
+  const USAGE_GROUPS = {
+    hour: ['Hour (UTC)', (row) => when(row.hour)],
+    day: ['Day (UTC)', (row) => row.day],
+    tenant: ['Tenant', (row) => row.tenant],
+    key: ['Key', (row) => (row.key_id === null ? 'no key (authentication off)'
+      : `#${row.key_id} ${row.key_name || ''}`.trim())],
+    user: ['End user (pseudonym)', (row) => row.user_hash || 'no user'],
+    model: ['Model', (row) => row.model],
+  };
+  const USAGE_COUNTS = [['Requests', 'requests'], ['Prompt tokens', 'prompt_tokens'],
+    ['Completion tokens', 'completion_tokens'], ['Total tokens', 'total_tokens']];
+
+  function number(n) {
+    return Number(n).toLocaleString('en-US');
+  }
+
+  function nextDay(day) {
+    const date = new Date(day + 'T00:00:00Z');
+    date.setUTCDate(date.getUTCDate() + 1);
+    return date.toISOString();
+  }
+
+  async function loadUsage() {
+    const groups = $('usage-group').value.split(',');
+    const since = $('usage-since').value;
+    const until = $('usage-until').value;
+    const fresh = ticket('usage');
+    const report = await api('GET', '/admin/usage', { query: {
+      group_by: groups.join(','),
+      since: since ? since + 'T00:00:00Z' : null,
+      until: until ? nextDay(until) : null,
+      key_id: $('usage-key').value.trim(),
+      user: $('usage-user').value,
+      model: $('usage-model').value.trim(),
+    } });
+    if (!fresh()) return;
+    const cell = (tag, text, numeric) => el(tag, { className: numeric ? 'num' : null, text });
+    $('usage-head').replaceChildren(
+      ...groups.map((g) => el('th', { scope: 'col', text: USAGE_GROUPS[g][0] })),
+      ...USAGE_COUNTS.map(([title]) => cell('th', title, true)));
+    $('usage-rows').replaceChildren(...report.data.map((row) => el('tr', {},
+      ...groups.map((g) => cell('td', USAGE_GROUPS[g][1](row))),
+      ...USAGE_COUNTS.map(([, field]) => cell('td', number(row[field]), true)))));
+    $('usage-total').replaceChildren(
+      el('th', { scope: 'row', colspan: groups.length, text: 'Total' }),
+      ...USAGE_COUNTS.map(([, field]) => cell('td', number(report.total[field]), true)));
+    $('usage-summary').textContent = report.data.length
+      ? `${count(report.data.length, 'row')}${report.has_more ? ' (more: narrow the filters)' : ''}.`
+      : 'No usage matches these filters.';
   }
 
   /* ---------- audit ---------- */
@@ -639,6 +711,9 @@
     } else if (hash === '#/keys') {
       show('keys-view', 'keys-title');
       await guard(loadKeys);
+    } else if (hash === '#/usage') {
+      show('usage-view', 'usage-title');
+      await guard(loadUsage);
     } else if (hash === '#/audit') {
       show('audit-view', 'audit-title');
       audit.cursors = [null];
@@ -679,6 +754,7 @@
       audit.cursors.pop();
       await loadAudit();
     });
+    onSubmit($('usage-form'), loadUsage);
     wireUser();
     wireKeys();
     window.addEventListener('hashchange', route);

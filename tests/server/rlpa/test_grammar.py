@@ -33,9 +33,9 @@ def _allowed(sampler: Any, token: int) -> bool:
     return not math.isinf(data[0].logit)
 
 
-def admits(model: Any, text: str) -> bool:
+def admits(model: Any, text: str, grammar: str = rlpa.FORMAT_GBNF) -> bool:
     vocab = model._model.vocab
-    sampler = llama_cpp.llama_sampler_init_grammar(vocab, rlpa.FORMAT_GBNF.encode(), b"root")
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
     assert sampler, "llama.cpp could not parse the grammar"
     try:
         for token in model.tokenize(text.encode(), add_bos=False, special=False):
@@ -113,3 +113,59 @@ def test_the_reply_ends_only_at_its_end_tag(vocab_model: Any, end: str) -> None:
 def test_text_outside_the_format_is_refused(vocab_model: Any) -> None:
     assert not admits(vocab_model, "Sure, here is an idea.")
     assert not admits(vocab_model, output("likes jazz") + " trailing")
+
+
+# Traits in the user's own words (RLPA_TRAIT_WORDS=said): what the user said in the conversation.
+SAID = [
+    "Morning! I'm a paramedic on night shifts out of Dundee, what could I batch cook?",
+    "I love hiking and my sister, Maya, is vegan.",
+]
+SAID_GRAMMAR = rlpa.output_grammar(said=SAID, stored=["lives in Lisbon", "has a cat"])
+
+
+@pytest.mark.parametrize(
+    "traits",
+    [
+        (),
+        ("is a paramedic on night shifts", "is out of Dundee"),
+        ("I'm a paramedic",),  # the user's words as written
+        ("loves hiking", "their sister, Maya, is vegan"),  # "love" -> "loves"
+        ("forget: lives in Lisbon", "works night shifts"),
+    ],
+)
+def test_said_traits_use_the_users_words(vocab_model: Any, traits: tuple[str, ...]) -> None:
+    assert admits(vocab_model, output(*traits), SAID_GRAMMAR)
+
+
+@pytest.mark.parametrize(
+    "trait",
+    [
+        "is in Denver",  # nobody said Denver
+        "is based in Dundee",  # nor "based"
+        "forget: lives in Porto",  # a forget line names a stored trait exactly
+        "forget: lives",
+        "is a paramedic on night shifts out of Dundee and",  # ends on a connector
+        "is a paramedic on night shifts out of Dundee, what could",  # runs on into the request
+        "is a",  # no word of the user's that carries a fact
+        "morning",
+    ],
+)
+def test_said_traits_hold_nothing_the_user_did_not_say(vocab_model: Any, trait: str) -> None:
+    assert not admits(vocab_model, output(trait), SAID_GRAMMAR)
+
+
+def test_small_talk_alone_leaves_the_block_empty(vocab_model: Any) -> None:
+    grammar = rlpa.output_grammar(said=["hey", "thanks, cheers!"])
+    assert admits(vocab_model, output(reply="Hi!"), grammar)
+    for trait in ("hey", "heys", "thanks", "is a cheers"):
+        assert not admits(vocab_model, output(trait, reply="Hi!"), grammar)
+    # A stored trait can still be forgotten.
+    forgetting = rlpa.output_grammar(said=["hey, forget my cat"], stored=["has a cat"])
+    assert admits(vocab_model, output("forget: has a cat"), forgetting)
+
+
+def test_said_words_keep_the_users_spelling_and_a_third_person_form() -> None:
+    words = rlpa.said_words(["I study in São Paulo, and I'm tired!", "Bold: <b>law</b>"])
+    assert {"study", "studies", "São", "Paulo", "tired", "I'm", "i'm"} <= set(words)
+    assert "Paulo," not in words and "tired!" not in words  # punctuation around a word is cut
+    assert not any("<" in w for w in words)  # never a tag in a trait

@@ -59,6 +59,8 @@ CALLS = (
     AdminCall("GET", "/admin/audit", foreign=200, bound=403),
     AdminCall("GET", "/admin/keys", foreign=200, bound=403),
     AdminCall("DELETE", "/admin/keys/{key_id}", foreign=404, bound=403),
+    AdminCall("PATCH", "/admin/keys/{key_id}", foreign=404, bound=403, body={"rpm_limit": 1}),
+    AdminCall("GET", "/admin/usage", foreign=200, bound=403),
     AdminCall(
         "PUT", "/admin/users/{user}/profile", foreign=200, bound=404, body={"traits": ["caller's"]}
     ),
@@ -131,7 +133,11 @@ class Setup:
         body = export.json()
         body.pop("exported_at")
         keys = await self.client.get("/admin/keys", headers=auth(tenant.admin_key))
-        return {"export": body, "keys": keys.json()["data"]}
+        # When a key was last used changes with every request it makes (these reads included).
+        rows = [
+            {k: v for k, v in row.items() if k != "last_used_at"} for row in keys.json()["data"]
+        ]
+        return {"export": body, "keys": rows}
 
     async def victim(self, tenant: Tenant) -> str:
         """A user of `tenant` with two versions, the second holding SECRET_TRAIT."""
@@ -185,7 +191,9 @@ async def test_another_tenants_admin_key_never_sees_or_changes_a_tenants_users_o
                 assert {row["tenant"] for row in body["data"]} == {b.name}
             elif (call.method, call.path) == ("POST", "/admin/keys"):
                 assert body["tenant"] == b.name
-            elif call.method in ("PUT", "PATCH"):
+            elif call.path == "/admin/usage":
+                assert body["total"]["requests"] == 0  # B's own tenant, where no one chatted
+            elif call.method in ("PUT", "PATCH") and "{user}" in call.path:
                 assert body["user"] == victim  # B's own user of the same name
             assert await setup.snapshot(a, victim) == before, call
     # B's writes went to B's own user: a version 1, never A's version 3.
