@@ -6,35 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from server.app import create_app
-from server.settings import Settings
-from tests.fixtures.app import auth, running
+from tests.fixtures.app import Gateway, auth
 from tests.fixtures.upstreams import ScriptedUpstream
 from tests.server.security.helpers import chat_body
 
 
-@pytest.fixture(scope="module", params=["postgres", "sqlite"])
-async def client(
-    request: pytest.FixtureRequest,
-    make_settings: Callable[..., Settings],
-    scripted_pair: tuple[ScriptedUpstream, ScriptedUpstream],
-) -> AsyncIterator[httpx.AsyncClient]:
-    settings = make_settings(
-        db=request.param,
-        redis=request.param == "postgres",
-        backend="openai",
-        upstream_urls=[scripted_pair[0].url],
-    )
-    async with running(create_app(settings)) as c:
-        c.headers.update(auth())
-        yield c
+@pytest.fixture
+def client(scripted_gateway: Gateway) -> httpx.AsyncClient:
+    return scripted_gateway.client
 
 
 async def _key(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:

@@ -6,45 +6,23 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select
 
 import server.auth.models
 import server.profiles.models  # noqa: F401  (every table in the metadata)
-from server.app import create_app
 from server.db import Base, create_engine
 from server.settings import Settings
-from tests.fixtures.app import auth, running
+from tests.fixtures.app import Gateway, auth
 from tests.fixtures.upstreams import ScriptedUpstream
 from tests.server.security.helpers import chat_body, key_in_tenant, new_user, user_path
 
 
-@dataclass
-class Gateway:
-    client: httpx.AsyncClient
-    settings: Settings
-
-
-@pytest.fixture(scope="module", params=["postgres", "sqlite"])
-async def gateway(
-    request: pytest.FixtureRequest,
-    make_settings: Callable[..., Settings],
-    scripted_pair: tuple[ScriptedUpstream, ScriptedUpstream],
-) -> AsyncIterator[Gateway]:
-    settings = make_settings(
-        db=request.param,
-        redis=request.param == "postgres",
-        backend="openai",
-        upstream_urls=[scripted_pair[0].url],
-    )
-    async with running(create_app(settings)) as client:
-        client.headers.update(auth())
-        yield Gateway(client, settings)
+@pytest.fixture
+def gateway(scripted_gateway: Gateway) -> Gateway:
+    return scripted_gateway
 
 
 def _reply(traits: list[str], text: str = "noted") -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,9 +16,8 @@ import openai
 import pytest
 from prometheus_client import REGISTRY
 
-from server.app import create_app
 from server.settings import Settings
-from tests.fixtures.app import auth, running
+from tests.fixtures.app import Gateway, auth
 from tests.fixtures.db import ADMIN_KEY
 from tests.fixtures.gateway import MODEL
 from tests.fixtures.upstreams import ScriptedUpstream
@@ -27,9 +25,18 @@ from tests.server.security.helpers import chat_body, key_in_tenant, new_user
 
 
 @dataclass
-class Gateway:
-    client: httpx.AsyncClient
-    settings: Settings
+class UsageGateway:
+    """The scripted gateway, with the calls these tests make of it."""
+
+    gateway: UsageGateway
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self.gateway.client
+
+    @property
+    def settings(self) -> Settings:
+        return self.gateway.settings
 
     async def key(self, **limits: Any) -> tuple[int, str]:
         """(id, secret) of a new chat key of the default tenant, with these limits."""
@@ -55,21 +62,9 @@ class Gateway:
         return dict(next(c["usage"] for c in reversed(chunks) if c.get("usage")))
 
 
-@pytest.fixture(scope="module", params=["postgres", "sqlite"])
-async def gateway(
-    request: pytest.FixtureRequest,
-    make_settings: Callable[..., Settings],
-    scripted_pair: tuple[ScriptedUpstream, ScriptedUpstream],
-) -> AsyncIterator[Gateway]:
-    settings = make_settings(
-        db=request.param,
-        redis=request.param == "postgres",
-        backend="openai",
-        upstream_urls=[scripted_pair[0].url],
-    )
-    async with running(create_app(settings)) as client:
-        client.headers.update(auth())
-        yield Gateway(client, settings)
+@pytest.fixture
+def gateway(scripted_gateway: Gateway) -> UsageGateway:
+    return UsageGateway(scripted_gateway)
 
 
 def _sum(usages: list[dict[str, int]]) -> dict[str, int]:
@@ -86,7 +81,7 @@ def _counts(row: dict[str, Any]) -> dict[str, int]:
 
 
 async def test_turns_add_up_per_user_key_and_model_as_their_usage_said(
-    gateway: Gateway, upstream_a: ScriptedUpstream
+    gateway: UsageGateway, upstream_a: ScriptedUpstream
 ) -> None:
     key_id, key = await gateway.key()
     ann, bob = new_user("ann"), new_user("bob")
@@ -131,7 +126,7 @@ async def test_turns_add_up_per_user_key_and_model_as_their_usage_said(
     assert _counts(row) == everyone["total"]
 
 
-async def test_filters_select_the_hours_keys_and_models_they_name(gateway: Gateway) -> None:
+async def test_filters_select_the_hours_keys_and_models_they_name(gateway: UsageGateway) -> None:
     key_id, key = await gateway.key()
     other_id, other = await gateway.key()
     mine = [await gateway.chat(key, new_user()), await gateway.chat(key, new_user())]
@@ -168,7 +163,7 @@ async def test_filters_select_the_hours_keys_and_models_they_name(gateway: Gatew
 _DIMENSIONS = ("hour", "day", "tenant", "key_id", "key_name", "key_prefix", "user_hash", "model")
 
 
-async def test_a_key_sees_only_its_own_tenants_usage(gateway: Gateway) -> None:
+async def test_a_key_sees_only_its_own_tenants_usage(gateway: UsageGateway) -> None:
     _, admin = await key_in_tenant(gateway.settings, f"t-{uuid.uuid4().hex[:8]}", ["admin"])
     _, chat = await key_in_tenant(gateway.settings, "default", ["chat"])
     await gateway.chat(chat, new_user())
@@ -178,7 +173,7 @@ async def test_a_key_sees_only_its_own_tenants_usage(gateway: Gateway) -> None:
 
 
 async def test_the_access_log_line_and_tenant_metrics_carry_the_turns_tokens(
-    gateway: Gateway, caplog: pytest.LogCaptureFixture
+    gateway: UsageGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, key = await gateway.key()
     _, foreign = await key_in_tenant(gateway.settings, f"t-{uuid.uuid4().hex[:8]}", ["chat"])
