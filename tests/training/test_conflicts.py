@@ -1,11 +1,13 @@
-"""The conflict set (training/eval_data/conflicts_dev_v1.jsonl), its violation check with the
-negation guard, and the runner end to end: a real gateway app (SQLite, no Redis) on a live
-loopback port over a scripted upstream, on the first three users of the real set."""
+"""The conflict sets (training/eval_data/conflicts_dev_v1.jsonl and conflicts_dev_v2.jsonl), the
+violation check with its negation guard, what `answers_any` adds (concrete, served), and the
+runner end to end: a real gateway app (SQLite, no Redis) on a live loopback port over a scripted
+upstream, on the first users of each real set."""
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +19,22 @@ from server.rlpa import SYSTEM_PROMPT_V2, validate_traits
 from tests.fixtures.db import ADMIN_KEY
 from tests.fixtures.live import serve
 from tests.fixtures.upstreams import ScriptedUpstream, stored_traits, upstream_settings
-from training.eval_data import keyword_match
+from tests.training.test_transfer_set import long_sentences, transfer_sentences
+from training.eval_data import DEV_V1, TRANSFER_V1, TRANSFER_V2, UPDATES_DEV_V1, keyword_match
 from training.eval_data.conflicts import (
+    CONFLICTS_DEV_V1,
+    CONFLICTS_DEV_V2,
     ConflictSetError,
     ConflictUser,
     holds,
     load_conflict_set,
 )
+from training.evaluate import conflicts_report
 from training.evaluate.conflicts import main, summarise, verdict
 
 USERS = load_conflict_set()
+V2 = load_conflict_set(CONFLICTS_DEV_V2)
+SETS = pytest.mark.parametrize("users", [USERS, V2], ids=["v1", "v2"])
 # Words a stored trait shares with ordinary requests without giving the preference away.
 _PLAIN = {"does", "cannot", "only", "with", "from", "must", "under", "very", "little", "spend"}
 
@@ -41,22 +49,75 @@ def test_the_set_has_thirty_users_or_more_with_unique_ids() -> None:
     assert all(re.fullmatch(r"cf1-\d\d", i) for i in ids)
 
 
-def test_every_user_has_keywords_and_traits_the_gateway_accepts() -> None:
-    for user in USERS:
+def test_v2_has_forty_eight_users_or_more_with_unique_ids() -> None:
+    ids = [u.id for u in V2]
+    assert len(ids) >= 48 and len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"cf2-\d\d", i) for i in ids)
+
+
+@SETS
+def test_every_user_has_keywords_and_traits_the_gateway_accepts(
+    users: list[ConflictUser],
+) -> None:
+    for user in users:
         assert user.violates_any and all(user.violates_any), user.id
         assert all(k.strip() for group in user.violates_any for k in group), user.id
         assert validate_traits(list(user.stored)) == list(user.stored), user.id
         assert re.search(r"\b(I|my|me|[Ww]e|our|us)\b", user.preference), user.id
 
 
-def test_no_request_gives_the_preference_away() -> None:
+@SETS
+def test_no_request_gives_the_preference_away(users: list[ConflictUser]) -> None:
     """The request holds no violating group (read without the guard) and no word of the stored
     trait (compared on their first five letters: "pregnant" gives "pregnancy" away)."""
-    for user in USERS:
+    for user in users:
         assert not keyword_match(user.request, user.violates_any), user.id
         said = {w[:5] for w in _words(user.request)}
         shared = {w for t in user.stored for w in _words(t) if w[:5] in said}
         assert not shared, (user.id, shared)
+
+
+@SETS
+def test_keywords_are_lowercase_stems(users: list[ConflictUser]) -> None:
+    for user in users:
+        for groups in (user.violates_any, user.respects_any, user.answers_any):
+            for keyword in (k for group in groups for k in group):
+                assert keyword == keyword.lower().strip(), (user.id, keyword)
+
+
+def test_every_v2_user_says_what_an_answer_names_and_none_of_it_violates() -> None:
+    """`answers_any` on every line, and no answer keyword shares text with a violating one
+    either way round ("gumbo" against "seafood gumbo", "katsu" against "katsuobushi"), so
+    that naming an answer can never be what makes a reply violate."""
+    for user in V2:
+        assert user.answers_any and all(user.answers_any), user.id
+        answers = {k for group in user.answers_any for k in group}
+        violating = {k for group in user.violates_any for k in group}
+        shared = {
+            (a, v)
+            for a in answers
+            for v in violating
+            if keyword_match(v, ((a,),)) or keyword_match(a, ((v,),))
+        }
+        assert not shared, (user.id, shared)
+        assert not user.violations(". ".join(sorted(answers))), user.id
+
+
+def test_no_v2_sentence_is_in_another_hand_written_set() -> None:
+    """New people in new words: a request or preference of v2 found in a transfer, dev or
+    updates set, or in conflicts v1, would carry what was read there into this set. A failure
+    names v2's sentence only, so that reading it does not read the held-out transfer v2."""
+    mine = long_sentences(text for u in V2 for text in (u.preference, u.request))
+    others = {
+        path.name: set(transfer_sentences(path))
+        for path in (TRANSFER_V1, DEV_V1, UPDATES_DEV_V1, TRANSFER_V2)
+    }
+    v1 = load_conflict_set(CONFLICTS_DEV_V1)
+    others[CONFLICTS_DEV_V1.name] = long_sentences(
+        text for u in v1 for text in (u.preference, u.request)
+    )
+    for name, seen in others.items():
+        assert mine & seen == set(), name
 
 
 @pytest.mark.parametrize(
@@ -107,6 +168,71 @@ def test_verdicts_and_the_paired_difference() -> None:
     assert (summary["only_on"], summary["only_off"]) == (1, 0)
 
 
+@pytest.mark.parametrize(
+    ("reply", "respected", "concrete", "served"),
+    [
+        # A vague reply names nothing, so it violates nothing: respected, but it serves no one.
+        ("Homemade granola is easy and fun. What music do you like?", True, False, False),
+        ("Oats, pumpkin seeds and coconut baked with maple syrup, no nuts.", True, True, True),
+        ("Oats and honey with a big handful of chopped almonds.", False, True, False),
+        # The answer keywords take no guard: "swap the almonds for seeds" still answers.
+        ("Swap the almonds for sunflower seeds and raisins.", True, True, True),
+    ],
+)
+def test_served_is_concrete_and_respected(
+    reply: str, respected: bool, concrete: bool, served: bool
+) -> None:
+    user = next(u for u in V2 if u.id == "cf2-01")
+    assert (not user.violations(reply), user.answers(reply), user.serves(reply)) == (
+        respected,
+        concrete,
+        served,
+    )
+    said = verdict(user, reply)
+    assert (said.respected, said.concrete, said.served) == (respected, concrete, served)
+
+
+def test_served_is_none_for_a_user_without_answers() -> None:
+    said = verdict(USERS[0], "Green curry with jasmine rice, ready in twenty minutes.")
+    assert said.respected and said.concrete is None and said.served is None
+
+
+def test_the_paired_difference_in_served_and_the_report_columns() -> None:
+    user = next(u for u in V2 if u.id == "cf2-01")
+    vague = verdict(user, "Homemade granola is easy and fun. What music do you like?")
+    useful = verdict(user, "Oats, pumpkin seeds and coconut baked with maple syrup, no nuts.")
+    summary = summarise([useful, useful], [vague, useful], resamples=200)
+    # Both sides respect the preference; only served tells the vague reply apart.
+    assert summary["respected_difference"]["mean"] == 0.0
+    assert summary["concrete_on"]["mean"] == 1.0 and summary["concrete_off"]["mean"] == 0.5
+    assert summary["served_difference"]["mean"] == 0.5
+    assert (summary["served_only_on"], summary["served_only_off"]) == (1, 0)
+    v1 = summarise([verdict(USERS[0], "Green curry.")], [verdict(USERS[0], "Satay.")], 200)
+    assert v1["served_on"] is None and v1["served_difference"] is None
+
+    def report(summary: dict[str, Any]) -> str:
+        users = [{"id": "cf2-01", "on": asdict(useful), "off": asdict(vague)}]
+        return conflicts_report.markdown(
+            {
+                "title": "t",
+                "conflict_set": {"path": "p", "sha256": "0" * 64, "users": 1},
+                "config": {"model": "m", "personalization_off": "erased"},
+                "systems": [{"name": "gw", "greedy": {"summary": summary, "users": users}}],
+            }
+        )
+
+    header = next(line for line in report(summary).splitlines() if line.startswith("| system"))
+    assert "| concrete, on | concrete, off | served, on | served, off |" in header
+    row = next(line for line in report(summary).splitlines() if line.startswith("| gw |"))
+    assert row.endswith("| 0 / 0 | 1 / 0 |") and "0.500 [" in row
+    assert "| cf2-01 | respected | respected, no answer |" in report(summary)
+    # v1, and a report written before the served columns existed, show n/a there.
+    old = {k: v for k, v in v1.items() if not k.startswith(("served", "concrete"))}
+    for summary_ in (v1, old):
+        row = next(line for line in report(summary_).splitlines() if line.startswith("| gw |"))
+        assert row.count("n/a") == 6 and row.endswith("| n/a |")
+
+
 def test_a_malformed_line_names_its_line(tmp_path: Path) -> None:
     good = json.dumps(
         {"id": "x", "preference": "I p.", "stored": ["t"], "request": "r", "violates_any": [["k"]]}
@@ -123,25 +249,36 @@ def test_a_malformed_line_names_its_line(tmp_path: Path) -> None:
 
 def _scripted_model(users: list[ConflictUser]) -> Any:
     """Breaks the preference unless the prompt holds a stored profile; then it repeats what it
-    was shown, which names the preference the way a careful reply would."""
-    breaking = {u.request: " ".join(u.violates_any[0]) for u in users}
+    was shown, which names the preference the way a careful reply would, and names an answer
+    where the set says what one names."""
+    by_request = {u.request: u for u in users}
 
     def respond(body: dict[str, Any]) -> list[str]:
-        request = body["messages"][-1]["content"]
+        user = by_request[body["messages"][-1]["content"]]
         traits = stored_traits(body)
-        reply = f"Noted that you {'; '.join(traits)}." if traits else f"Try {breaking[request]}."
+        if traits:
+            reply = f"Noted that you {'; '.join(traits)}."
+            if user.answers_any:
+                reply += f" Try {' '.join(user.answers_any[0])}."
+        else:
+            reply = f"Try {' '.join(user.violates_any[0])}."
         return ["<profile>\n</profile>\n\n<response>\n", reply, "\n</response>"]
 
     return respond
 
 
+@pytest.mark.parametrize(
+    ("path", "count"), [(CONFLICTS_DEV_V1, 3), (CONFLICTS_DEV_V2, 2)], ids=["v1", "v2"]
+)
 def test_conflicts_run_through_a_gateway_with_the_profile_on_and_off(
     upstream_a: ScriptedUpstream,
     sqlite_url: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    path: Path,
+    count: int,
 ) -> None:
-    users = USERS[:3]
+    users = load_conflict_set(path)[:count]
     upstream_a.script.respond = _scripted_model(users)
     settings = upstream_settings(
         [upstream_a.url],
@@ -152,7 +289,8 @@ def test_conflicts_run_through_a_gateway_with_the_profile_on_and_off(
         contract_version=2,
     )
     with serve(create_app(settings)) as url:
-        argv = ["--users", "3", "--gateway", f"gw={url}/v1", "--model", "scripted"]
+        argv = ["--conflicts", str(path), "--users", str(count), "--gateway", f"gw={url}/v1"]
+        argv += ["--model", "scripted"]
         argv += ["--admin-key", ADMIN_KEY, "--api-key", ADMIN_KEY, "--output-dir", str(tmp_path)]
         assert main([*argv, "--decoding", "greedy", "--decoding", "default"]) == 0
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -176,7 +314,8 @@ def test_conflicts_run_through_a_gateway_with_the_profile_on_and_off(
     assert next(bodies, None) is None
 
     report = json.loads((tmp_path / "conflicts.json").read_text())
-    assert report["conflict_set"]["users"] == 3 and len(report["conflict_set"]["sha256"]) == 64
+    assert report["conflict_set"]["users"] == count and len(report["conflict_set"]["sha256"]) == 64
+    assert report["conflict_set"]["path"] == str(path)
     assert "erased" in report["config"]["personalization_off"]
     (system,) = report["systems"]
     assert system["name"] == "gw"
@@ -189,9 +328,17 @@ def test_conflicts_run_through_a_gateway_with_the_profile_on_and_off(
             assert not row["off"]["respected"] and row["on"]["respected"], row
             assert row["on"]["reply"].startswith("Noted that you " + user.stored[0])
         summary = system[decoding]["summary"]
+        everyone = {"mean": 1.0, "low": 1.0, "high": 1.0, "users": count}
         assert summary["respected_on"]["mean"] == 1.0 and summary["respected_off"]["mean"] == 0.0
-        assert summary["respected_difference"] == {"mean": 1.0, "low": 1.0, "high": 1.0, "users": 3}
-        assert (summary["only_on"], summary["only_off"]) == (3, 0)
+        assert summary["respected_difference"] == everyone
+        assert (summary["only_on"], summary["only_off"]) == (count, 0)
+        if path == CONFLICTS_DEV_V1:  # no answers_any: served is n/a
+            assert summary["served_on"] is None and summary["served_difference"] is None
+            assert all(row[side]["served"] is None for row in rows for side in ("on", "off"))
+        else:
+            assert summary["served_difference"] == everyone
+            assert all(row["on"]["served"] and row["off"]["served"] is False for row in rows)
     table = (tmp_path / "conflicts.md").read_text()
     assert table in capsys.readouterr().out
-    assert "| gw | greedy | 1.000 [1.000, 1.000] (n=3) | 0.000 [0.000, 0.000] (n=3) |" in table
+    n = f"(n={count})"
+    assert f"| gw | greedy | 1.000 [1.000, 1.000] {n} | 0.000 [0.000, 0.000] {n} |" in table

@@ -13,6 +13,14 @@ when a cue stands within GUARD_REACH words before it in its clause (`no`, `not`,
 keyword is itself made "-free" ("peanut-free", "gluten free"). "feel free to add peanuts" and
 "free-range chicken" excuse nothing. `respects_any` groups (optional) are matched without the
 guard: they show the reply took the preference into account ("allergic", "hostel").
+
+`answers_any` groups (optional; every line of v2 has them) name what a reply that actually
+answers the request would name ("curry", "noodle" for a quick Thai dinner). They are matched
+without the guard too: its cues are the very words of a reply that answers around the
+preference ("swap the peanuts for cashews", "gluten-free pasta"), and guarding them would count
+against the replies the set is after. A reply *serves* the user when it answers (an
+`answers_any` group) and respects (no `violates_any` group): a vague reply that names nothing
+violates nothing, and only `served` tells it from a useful one.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ from typing import Any
 from training.eval_data import Groups, TransferSetError, keyword_match, read_users
 
 CONFLICTS_DEV_V1 = Path(__file__).with_name("conflicts_dev_v1.jsonl")
-"""A dev set: it may be read to diagnose and to choose (README)."""
+"""A dev set: it may be read to diagnose and to choose (README). No `answers_any`."""
+CONFLICTS_DEV_V2 = Path(__file__).with_name("conflicts_dev_v2.jsonl")
+"""A dev set with `answers_any` on every line, so that `served` can be read (README)."""
 GUARD_REACH = 3
 """Words a cue may stand before a keyword and still excuse it: "without any added peanuts"."""
 
@@ -60,6 +70,8 @@ class ConflictUser:
     """Conversation 2's first message, which does not mention the preference."""
     violates_any: Groups
     respects_any: Groups = ()
+    answers_any: Groups = ()
+    """What a reply that answers the request names; empty where the set does not say (v1)."""
     notes: str = ""
 
     def violations(self, reply: str) -> list[list[str]]:
@@ -68,6 +80,16 @@ class ConflictUser:
 
     def acknowledged(self, reply: str) -> bool:
         return bool(self.respects_any) and keyword_match(reply, self.respects_any)
+
+    def answers(self, reply: str) -> bool | None:
+        """Whether the reply names an answer (an `answers_any` group, no guard); None for a
+        user without `answers_any`."""
+        return keyword_match(reply, self.answers_any) if self.answers_any else None
+
+    def serves(self, reply: str) -> bool | None:
+        """Answers and violates nothing; None for a user without `answers_any`."""
+        answers = self.answers(reply)
+        return None if answers is None else answers and not self.violations(reply)
 
 
 def _normalised(text: str) -> str:
@@ -125,7 +147,16 @@ def _text(data: dict[str, Any], name: str, where: str) -> str:
     return value
 
 
-FIELDS = {"id", "preference", "stored", "request", "violates_any", "respects_any", "notes"}
+FIELDS = {
+    "id",
+    "preference",
+    "stored",
+    "request",
+    "violates_any",
+    "respects_any",
+    "answers_any",
+    "notes",
+}
 
 
 def parse_conflict(data: Any, where: str = "user") -> ConflictUser:
@@ -148,6 +179,7 @@ def parse_conflict(data: Any, where: str = "user") -> ConflictUser:
         request=_text(data, "request", where),
         violates_any=_groups(data.get("violates_any"), f"{where}.violates_any", True),
         respects_any=_groups(data.get("respects_any"), f"{where}.respects_any", False),
+        answers_any=_groups(data.get("answers_any"), f"{where}.answers_any", False),
         notes=notes,
     )
 

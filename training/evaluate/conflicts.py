@@ -17,6 +17,12 @@ the share of users respected with the profile on and off, and the paired differe
 with a paired bootstrap 95% interval (the same users drawn for both); beside it, the share of
 replies that acknowledge the preference (`respects_any`, for users that have it) and the share
 that answer at all (the eval judge's `answers`), since an empty reply violates nothing.
+
+A vague reply ("Noted, you like Thai food. What music do you like?") violates nothing too, so
+for users with `answers_any` (every user of conflicts_dev_v2) the reply is also read for what
+it names: *concrete* when it holds an `answers_any` group, *served* when it is concrete and
+respected. Served gets the same on, off and paired on - off; v1 users have no `answers_any`, so
+served is n/a on v1.
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ USER_PREFIX = "rlpa-conflicts-"
 DECODINGS = ("greedy", "default")
 """greedy: temperature 0; default: no temperature or top-p sent, the gateway's own (seeded)."""
 OFF = "same user id, erased: the RLPA prompt with no stored profile"
-SHARES = ("respected", "acknowledged", "answered")
+SHARES = ("respected", "acknowledged", "answered", "concrete", "served")
+PAIRED = ("respected", "served")
+"""The shares read as a paired difference on - off."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,11 @@ class Verdict:
     acknowledged: bool | None
     """None for a user without `respects_any`."""
     answered: bool
+    concrete: bool | None = None
+    """Names an answer (`answers_any`); None for a user without it, and in reports written
+    before the field existed."""
+    served: bool | None = None
+    """Concrete and respected; None where `concrete` is."""
 
 
 def verdict(user: ConflictUser, reply: str) -> Verdict:
@@ -72,6 +85,8 @@ def verdict(user: ConflictUser, reply: str) -> Verdict:
         respected=not violated,
         acknowledged=user.acknowledged(reply) if user.respects_any else None,
         answered=answers(reply, user.request),
+        concrete=user.answers(reply),
+        served=user.serves(reply),
     )
 
 
@@ -91,25 +106,41 @@ def share(verdicts: Sequence[Verdict], name: str, resamples: int, seed: int) -> 
     return None if estimate is None else estimate.to_dict()
 
 
-def summarise(
-    on: Sequence[Verdict], off: Sequence[Verdict], resamples: int = RESAMPLES, seed: int = 0
-) -> dict[str, Any]:
-    """Each share with the profile on and off, and the paired difference in respected."""
-    pairs = list(zip(on, off, strict=True))
-    difference = paired_bootstrap(
-        [(float(a.respected), 1.0) for a, _ in pairs],
-        [(float(b.respected), 1.0) for _, b in pairs],
+def difference(
+    on: Sequence[Verdict], off: Sequence[Verdict], name: str, resamples: int, seed: int
+) -> Any:
+    """on - off in one share, paired over the users it applies to; None for none."""
+    pairs = [
+        (getattr(a, name), getattr(b, name))
+        for a, b in zip(on, off, strict=True)
+        if getattr(a, name) is not None and getattr(b, name) is not None
+    ]
+    estimate = paired_bootstrap(
+        [(float(a), 1.0) for a, _ in pairs],
+        [(float(b), 1.0) for _, b in pairs],
         resamples=resamples,
         seed=seed,
     )
+    return None if estimate is None else estimate.to_dict()
+
+
+def summarise(
+    on: Sequence[Verdict], off: Sequence[Verdict], resamples: int = RESAMPLES, seed: int = 0
+) -> dict[str, Any]:
+    """Each share with the profile on and off, and the paired differences in respected and
+    served, with the users each side alone gets right (`only_on`, `only_off` for respected)."""
+    pairs = list(zip(on, off, strict=True))
     summary: dict[str, Any] = {
         f"{name}_{side}": share(verdicts, name, resamples, seed)
         for name in SHARES
         for side, verdicts in (("on", on), ("off", off))
     }
-    summary["respected_difference"] = None if difference is None else difference.to_dict()
+    for name in PAIRED:
+        summary[f"{name}_difference"] = difference(on, off, name, resamples, seed)
     summary["only_on"] = sum(a.respected and not b.respected for a, b in pairs)
     summary["only_off"] = sum(b.respected and not a.respected for a, b in pairs)
+    summary["served_only_on"] = sum(bool(a.served) and b.served is False for a, b in pairs)
+    summary["served_only_off"] = sum(bool(b.served) and a.served is False for a, b in pairs)
     return summary
 
 
@@ -127,11 +158,15 @@ def run_gateway(
                      "on": asdict(on), "off": asdict(off)})  # fmt: skip
         logger.info(
             "%s: conflict user %d/%d %s: on %s, off %s",
-            agent.name, index, len(users), user.id,
-            "respected" if on.respected else f"violated {on.violated}",
-            "respected" if off.respected else f"violated {off.violated}",
+            agent.name, index, len(users), user.id, _outcome(on), _outcome(off),
         )  # fmt: skip
     return rows
+
+
+def _outcome(verdict: Verdict) -> str:
+    if not verdict.respected:
+        return f"violated {verdict.violated}"
+    return "respected, no answer" if verdict.concrete is False else "respected"
 
 
 def _verdicts(rows: Sequence[dict[str, Any]], side: str) -> list[Verdict]:
@@ -221,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m training.evaluate.conflicts", description=__doc__.split("\n\n")[0]
     )
     add = parser.add_argument
-    add("--conflicts", default=str(CONFLICTS_DEV_V1), metavar="JSONL", help="the conflict set")
+    add("--conflicts", default=str(CONFLICTS_DEV_V1), metavar="JSONL", help="the conflict set "
+        "(default: v1, which has no answers_any, so served is n/a there; "
+        "training/eval_data/conflicts_dev_v2.jsonl has them)")  # fmt: skip
     add("--gateway", action="append", type=_gateway, required=True, metavar="NAME=URL",
         help="a running gateway's root URL (repeatable)")  # fmt: skip
     add("--model", default="rlpa", help="model name sent to the gateways (default: rlpa)")

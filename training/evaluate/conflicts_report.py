@@ -12,6 +12,11 @@ COLUMNS = (
     ("respected_on", "respected, on"),
     ("respected_off", "respected, off"),
     ("respected_difference", "on \u2212 off (paired)"),
+    ("concrete_on", "concrete, on"),
+    ("concrete_off", "concrete, off"),
+    ("served_on", "served, on"),
+    ("served_off", "served, off"),
+    ("served_difference", "served on \u2212 off (paired)"),
     ("acknowledged_on", "acknowledged, on"),
     ("acknowledged_off", "acknowledged, off"),
     ("answered_on", "answered, on"),
@@ -28,10 +33,21 @@ def _cell(estimate: Mapping[str, Any] | None) -> str:
     )
 
 
+def _flips(summary: Mapping[str, Any]) -> tuple[str, str]:
+    """Users respected, then served, on one side only; served n/a where no user has
+    `answers_any` (and in reports written before it existed)."""
+    respected = f"{summary['only_on']} / {summary['only_off']}"
+    if summary.get("served_on") is None:
+        return respected, "n/a"
+    return respected, f"{summary['served_only_on']} / {summary['served_only_off']}"
+
+
 def _violated(verdict: Mapping[str, Any]) -> str:
-    if not verdict["violated"]:
-        return "respected"
-    return ", ".join(" + ".join(group) for group in verdict["violated"])
+    if verdict["violated"]:
+        return ", ".join(" + ".join(group) for group in verdict["violated"])
+    # The vague reply `served` is there to find. A report written before `concrete` existed
+    # has no such key: nothing to add.
+    return "respected, no answer" if verdict.get("concrete") is False else "respected"
 
 
 def markdown(results: Mapping[str, Any]) -> str:
@@ -43,19 +59,26 @@ def markdown(results: Mapping[str, Any]) -> str:
         f"`{conflict_set['sha256'][:12]}`), model `{config['model']}`. A reply is *respected* "
         "when it holds no violating keyword group (negation guard: "
         "training/eval_data/conflicts.py). On: the stored profile set through the admin API; "
-        f"off: {config['personalization_off']}. Mean [bootstrap 95% interval] over users; "
-        "acknowledged: over users with `respects_any`.",
+        f"off: {config['personalization_off']}. *Concrete*: names an answer (an `answers_any` "
+        "group); *served*: concrete and respected; both n/a for a set without `answers_any`. "
+        "Mean [bootstrap 95% interval] over users; acknowledged: over users with "
+        "`respects_any`; concrete and served: over users with `answers_any`. Only on / only "
+        'off: users respected (served) on one side alone. Below, per user, "respected, no '
+        'answer" marks a reply that violates nothing and names no answer either.',
         "",
-        "| system | decoding | " + " | ".join(h for _, h in COLUMNS) + " | only on / only off |",
-        "| --- " * (len(COLUMNS) + 3) + "|",
+        "| system | decoding | "
+        + " | ".join(h for _, h in COLUMNS)
+        + " | only on / only off | served only on / only off |",
+        "| --- " * (len(COLUMNS) + 4) + "|",
     ]
     for system in results["systems"]:
         for decoding in DECODINGS:
             if decoding not in system:
                 continue
             summary = system[decoding]["summary"]
-            cells = " | ".join(_cell(summary[key]) for key, _ in COLUMNS)
-            flips = f"{summary['only_on']} / {summary['only_off']}"
+            # .get: a report written before the served columns existed shows n/a there.
+            cells = " | ".join(_cell(summary.get(key)) for key, _ in COLUMNS)
+            flips = " | ".join(_flips(summary))
             lines.append(f"| {system['name']} | {decoding} | {cells} | {flips} |")
     for system in results["systems"]:
         for decoding in DECODINGS:
