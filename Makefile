@@ -12,7 +12,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # portable AVX2 instead.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: serve test lint install
+.PHONY: serve test lint install compose-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,18 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check server training tests bench migrations
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# docker-compose.yml run for real, with podman, on a host that reaches Debian and PyPI but no image
+# registry: the images built, the cpu and gpu stacks brought up, used, restarted and removed
+# (deploy/smoke/compose_smoke.py; docs/deploy.md). Needs root, podman, runc and debootstrap
+# (.ci/run installs them). Its state (the base image's cache, build logs, podman-compose) is kept
+# in RLPA_SMOKE_CACHE between runs.
+export RLPA_SMOKE_CACHE ?= /var/tmp/rlpa-compose-smoke
+SMOKE_BIN := $(RLPA_SMOKE_CACHE)/venv/bin
+
+$(SMOKE_BIN)/podman-compose:
+	$(PYTHON) -m venv $(RLPA_SMOKE_CACHE)/venv
+	$(SMOKE_BIN)/pip install -q 'podman-compose==1.5.0'
+
+compose-smoke: $(SMOKE_BIN)/podman-compose
+	$(SMOKE_BIN)/python deploy/smoke/compose_smoke.py

@@ -33,7 +33,11 @@ README_ADDRESS = "127.0.0.1:8000"
 SKIPPED = {
     "make serve": "installs the project and serves on port 8000 (this test starts its own server)",
     "export RLPA_DATABASE_URL=postgresql": "needs PostgreSQL, Redis and vLLM hosts; serves",
-    "docker compose": "needs Docker (and, for the gpu profile, a GPU)",
+    # The block runs for real in `make compose-smoke` (deploy/smoke/compose_smoke.py, run by
+    # .ci/run): both profiles with podman-compose on images built from the Dockerfile, vLLM's
+    # place taken by llama.cpp's server. Here it would rebuild those images (minutes) for a
+    # second time in one CI run.
+    "docker compose": "run by `make compose-smoke` (podman; the gpu profile without a GPU)",
     "rlpa train sft": "trains for hours and needs the train extra",
     ".venv/bin/python bench/profile_store.py": "a benchmark: seeds a million users in PostgreSQL",
     ".venv/bin/python bench/gateway_overhead.py": "a benchmark: minutes of load on four servers",

@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+from pathlib import Path
+from types import ModuleType
 
 import pytest
+import yaml
 
 from tests.fixtures.deploy import (
     PINNED_IMAGE,
     ROOT,
+    Stage,
     compose_text,
     dockerfile_args,
     dockerfile_stages,
@@ -34,6 +39,8 @@ HF_ADAPTER = ROOT / "models" / ADAPTER_NAME / "hf-adapter"
 ONE_SHOT = "migrate"
 GATEWAYS = {"gateway": "gpu", "gateway-cpu": "cpu"}
 HUB_COMMIT = re.compile(r"[0-9a-f]{40}")
+MAKEFILE = ROOT / "Makefile"
+SMOKE = ROOT / "deploy" / "smoke"
 
 
 def _depends_on(service: str) -> dict[str, str]:
@@ -231,10 +238,103 @@ def test_image_holds_the_embedded_backend_and_the_shipped_adapter_but_no_trainin
     chain = stage_chain(service_target("gateway-cpu"))
     assert any("rlpa[embedded]" in run for stage in chain for run in stage.args("RUN"))
     # The adapter is package data: the wheel the builder makes carries it.
-    builder = dockerfile_stages()[0]
+    (builder,) = [stage for stage in dockerfile_stages() if stage.name == "builder"]
     assert ["models", "./models"] in [copy.split()[-2:] for copy in builder.args("COPY")]
     assert not any("RLPA_ADAPTER" in env for stage in chain for env in stage.args("ENV"))
     copies = " ".join(copy for stage in dockerfile_stages() for copy in stage.args("COPY"))
     for left_out in ("training", "checkpoints", "runs"):
         assert left_out not in copies.split()
         assert left_out in dockerignore_patterns()
+
+
+def _stage(name: str) -> Stage:
+    (found,) = [stage for stage in dockerfile_stages() if stage.name == name]
+    return found
+
+
+def test_llama_cpp_is_compiled_from_the_embedded_extra_alone_with_the_makefile_flags() -> None:
+    """The compiling stage reads nothing but the `embedded` extra's requirements, so that a
+    change to the code or to another part of pyproject.toml reuses the compiled wheel (minutes);
+    and it builds llama.cpp as `make` does (portable kernels, no AMX)."""
+    requirements = _stage("embedded-requirements")
+    assert requirements.args("COPY") == ["pyproject.toml /src/"]
+    assert any("['optional-dependencies']['embedded']" in run for run in requirements.args("RUN"))
+    llama = _stage("llama-wheel")
+    assert llama.args("COPY") == ["--from=embedded-requirements /embedded.txt /src/embedded.txt"]
+    assert any("cmake" in run for run in llama.args("RUN"))
+    (arg,) = [arg for arg in llama.args("ARG") if arg.startswith("CMAKE_ARGS=")]
+    makefile = re.search(r"^export CMAKE_ARGS \?= (.+)$", MAKEFILE.read_text(), re.M)
+    assert makefile and arg.partition("=")[2].strip('"') == makefile[1].strip()
+    assert "builder-embedded" in _wheel_stages("embedded")
+    assert any("from=llama-wheel" in run for run in _stage("builder-embedded").args("RUN"))
+
+
+class _SmokeLoader(yaml.SafeLoader):
+    """compose.smoke.yml as compose reads it: `!reset` drops what the file under it sets."""
+
+
+_SmokeLoader.add_constructor("!reset", lambda loader, node: "!reset")
+
+
+def test_the_smoke_runs_the_compose_file_unchanged_but_for_pulls_and_the_gpu() -> None:
+    smoke = yaml.load((SMOKE / "compose.smoke.yml").read_text(), Loader=_SmokeLoader)
+    assert set(smoke) == {"services"}
+    additions = smoke["services"]
+    assert set(additions) == set(services())
+    for name, added in additions.items():
+        expected = {"pull_policy": "never"} | ({"deploy": "!reset"} if name == "vllm" else {})
+        assert added == expected, name
+
+
+@pytest.mark.parametrize("service", ["postgres", "redis", "vllm"])
+def test_every_pulled_image_has_a_stand_in_that_keeps_its_volumes(service: str) -> None:
+    """The smoke tags a stand-in with each image's name (deploy/smoke/compose_smoke.py): each
+    declares the paths the compose file mounts its named volumes on, where its data is kept."""
+    spec = services()[service]
+    assert spec["image"] not in image_targets()
+    containerfile = (SMOKE / f"{service}.Containerfile").read_text()
+    assert f"LABEL org.rlpa.smoke.stand-in={service}" in containerfile
+    named = [volume.split(":")[1] for volume in spec.get("volumes", []) if volume[0] != "."]
+    for path in named:
+        if not path.startswith("/root/"):  # vLLM's download cache: nothing in it is kept
+            assert f"VOLUME {path}" in containerfile, (service, path)
+
+
+def test_the_vllm_stand_in_reads_the_compose_files_vllm_arguments() -> None:
+    standin = _load(SMOKE / "vllm_standin.py")
+    command = [interpolate(str(word), {}) for word in services()["vllm"]["command"]]
+    args = standin.parse(command)
+    assert args.served_model_name == flag_value(command, "--served-model-name")
+    ((name, path),) = [module.split("=", 1) for module in args.lora_modules]
+    assert name == ADAPTER_NAME
+    # The compose file mounts ./models on /models: the stand-in finds the GGUF export beside it.
+    local = ROOT / "models" / Path(path).relative_to("/models")
+    assert standin.gguf_adapter(str(local)) == str(HF_ADAPTER.parent / "adapter.gguf")
+    assert "--revision" in args.skipped and "--enable-lora" in args.skipped
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_step_that_mounts_a_stage_is_rebuilt_when_the_stage_changes() -> None:
+    """podman's builder reuses a cached `RUN --mount=...,from=STAGE` although STAGE changed
+    (buildah#6609): a COPY of STAGE's wheel checksums just before the step makes its cache
+    follow STAGE's wheels."""
+    mounts = 0
+    for stage in dockerfile_stages():
+        for index, (keyword, args) in enumerate(stage.instructions):
+            if keyword != "RUN":
+                continue
+            for mounted in re.findall(r"--mount=type=bind,from=([\w-]+)", args):
+                mounts += 1
+                before = stage.instructions[index - 1]
+                assert before[0] == "COPY" and before[1].startswith(f"--from={mounted} "), args
+                assert "/wheels.sha256" in before[1]
+                written = " ".join(_stage(mounted).args("RUN"))
+                assert "sha256sum *.whl > /wheels.sha256" in written, mounted
+    assert mounts == 3
