@@ -27,11 +27,16 @@ if TYPE_CHECKING:
 Command = Callable[["ProfileService", int, argparse.Namespace], Awaitable[int]]
 
 
-def _limit(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError("must be 1 to 1000")
-    return value
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low} to {high}")
+        return value
+
+    return parse
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +48,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     listing = commands.add_parser("list", parents=[common], help="list users, by id")
     listing.add_argument("--query", help="only ids containing this (case-insensitive)")
-    listing.add_argument("--limit", type=_limit, default=100, help="1 to 1000 (default 100)")
+    listing.add_argument(
+        "--limit", type=int_between(1, 1000), default=100, help="1 to 1000 (default 100)"
+    )
     listing.add_argument("--cursor", help="the next page, as printed after the last one")
     for name, text in (
         ("show", "print the current profile"),

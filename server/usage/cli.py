@@ -15,6 +15,7 @@ import sys
 from datetime import datetime
 
 from server.settings import Settings
+from server.users_cli import int_between
 
 _COLUMNS = (
     ("hour", "HOUR"),
@@ -42,13 +43,6 @@ def _when(text: str) -> datetime:
         ) from exc
 
 
-def _limit(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError("must be 1 to 10000")
-    return value
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     usage = sub.add_parser(
         "usage",
@@ -67,7 +61,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="comma-separated: hour or day, tenant, key, user, model (default: day; "
         "'' for the total only)",
     )
-    usage.add_argument("--limit", type=_limit, default=1000, help="groups, 1 to 10000")
+    usage.add_argument(
+        "--limit", type=int_between(1, 10_000), default=1000, help="groups, 1 to 10000"
+    )
     usage.add_argument("--json", action="store_true", help="print the report as JSON")
     usage.set_defaults(func=lambda args: asyncio.run(_run(args)))
 
