@@ -207,6 +207,7 @@ async def _start_chat(
         usage=state.usage,
         tracer=tracer,
         client_tasks=settings.client_task_detection,
+        memory_commands=settings.memory_commands,
         trait_words=settings.trait_words,
     )
     logger.info("serving RLPA contract v%d", state.chat.contract_version)

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     # memory-off id serves them, the reply held to the JSON each task asks for
     # (server/chat/client_tasks.py).
     client_task_detection: bool = True
+    # Do what a user tells the memory in chat, rather than leave it to the model: "what do you
+    # remember about me?" lists the stored profile, "forget everything about me" empties it,
+    # "forget that ..." removes what it names, "don't save this" keeps nothing of the message
+    # (server/chat/memory_commands.py).
+    memory_commands: bool = True
     # Keys the pseudonyms that stand for user ids in the audit log, cache keys and logs
     # (server/pseudonyms.py). Unset: a random key the first replica stores in the database.
     pseudonym_key: SecretStr | None = None

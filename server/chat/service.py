@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from server import metrics, observability, rlpa
 from server.auth.service import Principal, validate_user
 from server.backends.base import STOP, BackendStream, ChatBackend, Finish, SamplingParams
-from server.chat import client_tasks, traces
+from server.chat import client_tasks, memory_commands, traces
 from server.chat.events import (
     ChoiceDone,
     ChoiceStarted,
@@ -85,6 +85,10 @@ class _Plan:
     # (the client's tool loop) reads the profile but learns nothing (docs/tools.md).
     learns: bool
     user: str | None  # the end user the turn is for, whether or not it stores anything
+    # A memory command in the user's message (server/chat/memory_commands.py), and the user's
+    # message before it (what "forget that" is about).
+    command: memory_commands.Command | None = None
+    previous: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ class ChatService:
         memory_off_suffix: str = "",
         usage: UsageMeter | None = None,
         client_tasks: bool = False,
+        memory_commands: bool = False,
         trait_words: str = "any",
         tracer: Tracer | None = None,
     ) -> None:
@@ -129,6 +134,9 @@ class ChatService:
         # Recognise a client's own tasks (Open WebUI's titles, tags, follow-ups) whatever model
         # they name: memory off, the reply held to the task's JSON (server/chat/client_tasks.py).
         self.client_tasks = client_tasks
+        # Do what the user tells the memory ("what do you remember about me?", "forget that")
+        # rather than leave it to the model (server/chat/memory_commands.py).
+        self.memory_commands = memory_commands
         # Each served model is also listed under its name plus this suffix: the same model, with
         # memory off (no profile read or written, no RLPA prompt). Empty: no such ids.
         self.memory_off_suffix = memory_off_suffix
@@ -196,6 +204,10 @@ class ChatService:
         trace: traces.TurnTrace | None,
     ) -> AsyncGenerator[TurnEvent, None]:
         plan = await self._plan(request, principal, request_id, trace)
+        if plan.command is not None and plan.command.only:
+            async for answered in self._command_turn(plan, principal, trace):
+                yield answered
+            return
         write: asyncio.Future[Stored] | None = None
         block: list[str] | None = None
         prompt_tokens = completion_tokens = 0
@@ -206,7 +218,9 @@ class ChatService:
                         if index == 0:  # the turn's profile is choice 0's
                             block = event.traits
                             if plan.target is not None and plan.learns:
-                                write = self.writes.start(plan.target, block)
+                                write = self.writes.start(
+                                    plan.target, block, adjust=self._commanded(plan)
+                                )
                                 traces.profile_write(trace, write)
                         continue
                     if isinstance(event, ChoiceDone):
@@ -287,6 +301,19 @@ class ChatService:
             stored=stored.traits if stored else (),
         )
         max_tokens = request.params.max_tokens or self.default_max_tokens
+        command, previous = None, ""
+        if (
+            self.memory_commands
+            and stored is not None
+            and learns
+            and request.tools is None
+            and request.reply_format is None
+            and request.history
+            and request.history[-1]["role"] == "user"
+        ):
+            said = [m["content"] for m in request.history if m["role"] == "user"]
+            command = memory_commands.recognise(said[-1])
+            previous = said[-2] if len(said) > 1 else ""
         return _Plan(
             model=model,
             messages=messages,
@@ -316,6 +343,45 @@ class ChatService:
             tools=request.tools,
             learns=learns,
             user=user,
+            command=command,
+            previous=previous,
+        )
+
+    def _commanded(self, plan: _Plan) -> Callable[[rlpa.ProfileChange], rlpa.ProfileChange] | None:
+        """How the turn's memory command changes the model's change to the profile."""
+        command, target = plan.command, plan.target
+        if command is None or target is None:
+            return None
+        return lambda change: memory_commands.change(
+            command, target.read.traits, change, plan.previous
+        )
+
+    async def _command_turn(
+        self, plan: _Plan, principal: Principal, trace: traces.TurnTrace | None
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """A message that is only a memory command, answered by the gateway: no model runs.
+        Its change is the user's own (source "user")."""
+        command, target = plan.command, plan.target
+        assert command is not None and target is not None
+        read = target.read.traits
+        change = memory_commands.change(command, read, rlpa.ProfileChange(), plan.previous)
+        write = self.writes.start_change(target, change, source="user")
+        traces.profile_write(trace, write)
+        text = memory_commands.reply(command, read, change.remove)
+        for index in range(plan.n):
+            yield ChoiceStarted(index=index)
+            yield ReplyDelta(index=index, text=text)
+            done = ChoiceDone(
+                index=index, finish_reason="stop", prompt_tokens=0, completion_tokens=0
+            )
+            self._count_usage(plan, principal, done)
+            yield done
+        stored = await self.writes.settle(target, write, return_profile=plan.return_profile)
+        yield TurnDone(
+            prompt_tokens=0,
+            completion_tokens=0,
+            profile=self._view(plan, None, stored),
+            memory_changed=_changed(target, write, stored),
         )
 
     async def _choice(

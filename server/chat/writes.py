@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -73,14 +73,36 @@ class ProfileWrites:
         if self.write_behind and self.profiles.cache.shared:
             await self.profiles.await_writes(tenant_id, user, self.write_wait_s)
 
-    def start(self, target: WriteTarget, block: list[str]) -> asyncio.Future[Stored] | None:
-        """Store the completed block's change now, overlapped with the rest of the reply; None
-        when the block changes nothing against what the turn read (nothing to write)."""
+    def start(
+        self,
+        target: WriteTarget,
+        block: list[str],
+        *,
+        adjust: Callable[[rlpa.ProfileChange], rlpa.ProfileChange] | None = None,
+    ) -> asyncio.Future[Stored] | None:
+        """Store the completed block's change (as `adjust` leaves it) now, overlapped with the
+        rest of the reply; None when it changes nothing against what the turn read."""
         change = rlpa.profile_change(self.contract_version, target.read.traits, block)
+        if adjust is not None:
+            change = adjust(change)
         if change.apply(target.read.traits) == target.read.traits:  # restates what is stored
             metrics.PROFILE_BLOCKS_SKIPPED.labels("unchanged" if block else "empty").inc()
             return None
-        write = self._in_background(self._persist(target, change))
+        return self._begin(target, change, "model")
+
+    def start_change(
+        self, target: WriteTarget, change: rlpa.ProfileChange, *, source: str
+    ) -> asyncio.Future[Stored] | None:
+        """Store a change the gateway made itself (a memory command: `source` "user"); None
+        when it changes nothing."""
+        if change.apply(target.read.traits) == target.read.traits:
+            return None
+        return self._begin(target, change, source)
+
+    def _begin(
+        self, target: WriteTarget, change: rlpa.ProfileChange, source: str
+    ) -> asyncio.Future[Stored]:
+        write = self._in_background(self._persist(target, change, source))
         # Its failure reaches the client through settle(); a client that left is not told, and
         # _persist has logged it.
         write.add_done_callback(lambda task: task.cancelled() or task.exception())
@@ -132,7 +154,9 @@ class ProfileWrites:
 
         task.add_done_callback(settled)
 
-    async def _persist(self, target: WriteTarget, change: rlpa.ProfileChange) -> Stored:
+    async def _persist(
+        self, target: WriteTarget, change: rlpa.ProfileChange, source: str
+    ) -> Stored:
         """Apply the block's change to the user's latest version. Idempotent per request id
         across retries.
 
@@ -148,6 +172,7 @@ class ProfileWrites:
                 request_id=target.request_id,
                 arrived_at=target.arrived_at,
                 model_name=target.model,
+                source=source,
             )
         except Exception as exc:
             # apply_change says whether anything reached the store; anything else it raised

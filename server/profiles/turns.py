@@ -190,6 +190,7 @@ class TurnProfiles:
         request_id: str | None = None,
         arrived_at: datetime | None = None,
         model_name: str | None = None,
+        source: str = "model",
     ) -> ProfileState | None:
         """Apply a chat turn's change to the user's latest version, in one transaction.
 
@@ -202,6 +203,9 @@ class TurnProfiles:
 
         Raises ProfileWriteError when nothing reached the database, ProfileWriteUnknownError
         when it may have been committed (a retry with the same request id is then safe).
+
+        `source` is "model", or "user" for a memory command the user gave in chat
+        (server/chat/memory_commands.py).
 
         The common case, nobody wrote since the turn read, is one statement (PostgreSQL); the
         others lock the user row and merge into what is newest.
@@ -220,7 +224,7 @@ class TurnProfiles:
                         read.user_id,
                         read.version,
                         change.apply(read.traits),
-                        "model",
+                        source,
                         model_name,
                         request_id,
                         arrived_at,
@@ -229,14 +233,14 @@ class TurnProfiles:
                     number, created_at = appended
                     merged = change.apply(read.traits)
                     state = replace(
-                        read, version=number, traits=merged, source="model", updated_at=created_at
+                        read, version=number, traits=merged, source=source, updated_at=created_at
                     )
-                    metrics.PROFILE_WRITES.labels("model").inc()
+                    metrics.PROFILE_WRITES.labels(source).inc()
                     await self._cache_put(tenant_id, user, state, read_at)
                     return state
             sent = False
             return await self._apply_locked(
-                tenant_id, user, read, change, request_id, arrived_at, model_name
+                tenant_id, user, read, change, request_id, arrived_at, model_name, source
             )
         except (ProfileWriteError, asyncio.CancelledError):
             raise
@@ -253,6 +257,7 @@ class TurnProfiles:
         request_id: str | None,
         arrived_at: datetime,
         model_name: str | None,
+        source: str,
     ) -> ProfileState | None:
         """apply_change's path under the user's row lock."""
         read_at = time.monotonic()
@@ -277,13 +282,13 @@ class TurnProfiles:
                     return current  # a retry of a turn whose change is stored
                 merged = change.apply(current.traits) if current.personalization else current.traits
                 state = await self._store(
-                    session, current, merged, "model", model_name=model_name, request_id=request_id
+                    session, current, merged, source, model_name=model_name, request_id=request_id
                 )
         except Exception as exc:
             error = ProfileWriteUnknownError() if written else ProfileWriteError()
             raise error from exc
         if state is not current:
-            metrics.PROFILE_WRITES.labels("model").inc()
+            metrics.PROFILE_WRITES.labels(source).inc()
             await self._cache_put(tenant_id, user, state, read_at)
         return state
 
