@@ -45,9 +45,9 @@ lint: $(TEST_STAMP)
 
 # docker-compose.yml run for real, with podman, on a host that reaches Debian and PyPI but no image
 # registry: the images built, the cpu and gpu stacks brought up, used, restarted and removed
-# (deploy/smoke/compose_smoke.py; docs/deploy.md). Needs root, podman, runc and debootstrap
-# (.ci/run installs them). Its state (the base image's cache, build logs, podman-compose) is kept
-# in RLPA_SMOKE_CACHE between runs.
+# (deploy/smoke/compose_smoke.py; docs/deploy.md). Needs root, podman (with netavark, aardvark-dns
+# and iptables), runc and debootstrap (.ci/run installs them). Its state (the base image's cache,
+# build logs, podman-compose) is kept in RLPA_SMOKE_CACHE between runs.
 export RLPA_SMOKE_CACHE ?= /var/tmp/rlpa-compose-smoke
 SMOKE_BIN := $(RLPA_SMOKE_CACHE)/venv/bin
 

@@ -155,10 +155,15 @@ def main() -> int:
     if os.geteuid() != 0:
         print("The smoke runs podman as root (debootstrap too).", file=sys.stderr)
         return 2
-    for tool in ("podman", "runc", "debootstrap"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is missing: apt-get install podman runc debootstrap", file=sys.stderr)
-            return 2
+    # netavark makes the containers' bridge network with iptables; without either, podman
+    # fails at the first RUN step with "netavark: No such file or directory".
+    tools = {tool: shutil.which(tool) for tool in ("podman", "runc", "debootstrap", "iptables")}
+    for tool in ("netavark", "aardvark-dns"):
+        tools[tool] = shutil.which(tool, path="/usr/lib/podman")
+    missing = [tool for tool, path in tools.items() if path is None]
+    if missing:
+        print(f"missing: apt-get install {' '.join(missing)}", file=sys.stderr)
+        return 2
     if (ROOT / ".env").exists():
         print("Note: .env exists; compose hands its RLPA_* settings to the gateways.")
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
